@@ -217,7 +217,8 @@ def map_frames(
     blocks = iter_blocks(stack, chunk=chunk, frame_ndim=frame_ndim, progress=progress, desc="map")
     for start, block in blocks:
         part = kernel(block, **params)
-        if getattr(part, "shape", (None,))[0] != block.shape[0]:
+        part_shape = tuple(getattr(part, "shape", ()))
+        if not part_shape or part_shape[0] != block.shape[0]:
             raise ShapeError(
                 f"kernel returned shape {getattr(part, 'shape', None)} for a block of "
                 f"{block.shape[0]} frames; its first axis must be the frame axis"
