@@ -153,3 +153,15 @@ def test_cupy_stays_on_gpu(cupy, stack, expected):
     np.testing.assert_allclose(out.get(), expected, rtol=1e-12)
     total = engine.reduce_frames(lambda b: b.astype(cupy.float64).sum(), g, merge=operator.add)
     assert float(total) == stack.astype(np.float64).sum()
+
+
+@pytest.mark.dist
+def test_cluster_reduces_more_data_than_worker_memory():
+    # 3000 x 256 x 256 float32 = 786 MB, through two workers allowed 400 MiB each.
+    lazy = da.random.default_rng(0).random((3000, 256, 256), chunks=(50, 256, 256), dtype=np.float32)
+    with engine.cluster(n_workers=2, memory_limit="400MiB"):
+        total = engine.reduce_frames(lambda b: b.sum(axis=0, dtype=np.float64), lazy)
+    assert total.shape == (256, 256)
+    # uniform [0, 1): the per-pixel mean over 3000 frames is 0.5 +- 0.0053 (1 sigma)
+    assert abs(total.mean() / 3000 - 0.5) < 1e-3
+    assert np.all(np.abs(total / 3000 - 0.5) < 0.03)
