@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,12 @@ from stacklab import backend
 
 TESTS_DIR = Path(__file__).resolve().parent
 GOLDEN_DIR = TESTS_DIR / "golden"
+
+# Test modules are imported as ``tests.<dir>.<module>`` (--import-mode=importlib). dask.distributed
+# workers unpickle kernels defined in them by reference; spawned workers copy this process's
+# sys.path, so it must hold the repository root for them to find the ``tests`` package.
+if str(TESTS_DIR.parent) not in sys.path:
+    sys.path.append(str(TESTS_DIR.parent))
 
 
 def pytest_collection_modifyitems(config, items):

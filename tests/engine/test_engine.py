@@ -158,7 +158,8 @@ def test_cupy_stays_on_gpu(cupy, stack, expected):
 @pytest.mark.dist
 def test_cluster_reduces_more_data_than_worker_memory():
     # 3000 x 256 x 256 float32 = 786 MB, through two workers allowed 400 MiB each.
-    lazy = da.random.default_rng(0).random((3000, 256, 256), chunks=(50, 256, 256), dtype=np.float32)
+    gen = da.random.default_rng(0)
+    lazy = gen.random((3000, 256, 256), chunks=(50, 256, 256), dtype=np.float32)
     with engine.cluster(n_workers=2, memory_limit="400MiB"):
         total = engine.reduce_frames(lambda b: b.sum(axis=0, dtype=np.float64), lazy)
     assert total.shape == (256, 256)
