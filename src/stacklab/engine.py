@@ -440,7 +440,7 @@ def cluster(
     processes : bool
         Workers as processes (True) or threads in this process.
     dashboard : bool
-        Serve the Dask dashboard (off by default).
+        Serve the Dask dashboard on the usual port 8787 (else on a free port nobody is told of).
 
     Yields
     ------
@@ -471,7 +471,7 @@ def cluster(
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
             processes=processes,
-            dashboard_address=":0" if dashboard else None,
+            dashboard_address=":8787" if dashboard else ":0",
         ) as local,
         Client(local) as client,
     ):
