@@ -1,0 +1,64 @@
+"""Magnetic-tweezers bead tracking: x, y, z of beads from stacks of frames.
+
+Frames-first canonical API: a stack is ``(n_frames, rows, cols)``; ``x`` is the column and ``y``
+the row of the bead centre in pixels (pixel centres at integer indices); ``z`` is in the look-up
+table's unit (nm). NumPy, CuPy, Dask and lazy HDF5/TIFF/Zarr stacks are accepted; integer images
+are widened to float32; inputs are never modified.
+
+Typical use::
+
+    from stacklab import beads
+
+    lut = beads.make_zlut(zscan, z_nm)                 # calibration z-scan, one bead
+    res = beads.track(stack, lut)                      # res.x, res.y, res.z, res.quality
+    table = beads.track_movie(movie, zlut=lut)         # frame, bead, x, y, z, quality
+    beads.save_table(table, "xyz.csv")
+
+Pieces:
+
+* :func:`simulate`, :func:`simulate_zscan`, :func:`simulate_movie`: bead images with ground
+  truth (thin-sphere angular-spectrum model, pixel MTF, Poisson noise).
+* :func:`center_of_mass`, :func:`auto_conv`, :func:`qi` (true quadrant interpolation),
+  :func:`locate`: xy estimators.
+* :func:`radial_profiles`, :func:`fft_profiles`: z signatures.
+* :class:`ZLUT`, :func:`make_zlut`, :func:`lookup_z`: z look-up with profile interpolation
+  between planes and no dead zones.
+* :func:`track` / :class:`TrackResult`: the xyz pipeline for single-bead stacks.
+* :func:`track_movie`, :func:`find_beads`, :func:`rois_to_boxes`, :func:`save_table`,
+  :func:`load_rois`: whole movies with several beads.
+
+Command line: ``stacklab beads zlut|track|simulate`` (:mod:`stacklab.beads.cli`).
+"""
+
+from __future__ import annotations
+
+from .centers import auto_conv, center_of_mass, locate, qi
+from .movie import find_beads, load_rois, rois_to_boxes, save_table, track_movie
+from .profiles import fft_profiles, profile_radii, radial_profiles
+from .simulate import BeadImages, simulate, simulate_movie, simulate_zscan
+from .track import TrackResult, track
+from .zlut import ZLUT, lookup_z, make_zlut
+
+__all__ = [
+    "ZLUT",
+    "BeadImages",
+    "TrackResult",
+    "auto_conv",
+    "center_of_mass",
+    "fft_profiles",
+    "find_beads",
+    "load_rois",
+    "locate",
+    "lookup_z",
+    "make_zlut",
+    "profile_radii",
+    "qi",
+    "radial_profiles",
+    "rois_to_boxes",
+    "save_table",
+    "simulate",
+    "simulate_movie",
+    "simulate_zscan",
+    "track",
+    "track_movie",
+]
