@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -136,23 +134,6 @@ def test_local_cluster_matches_numpy(stack, expected):
     np.testing.assert_array_equal(mapped, expected)
     np.testing.assert_array_equal(reduced, [stack.astype(np.float64).sum(), stack.shape[0]])
     pd.testing.assert_frame_equal(rows, bright_pixels(stack, 0, 65000))
-
-
-@pytest.mark.gpu
-def test_cupy_stays_on_gpu(cupy, stack, expected):
-    g = cupy.asarray(stack)
-
-    def kernel(block):
-        xp = cupy.get_array_module(block)
-        b = block.astype(xp.float64)
-        rows = xp.arange(b.shape[1])[None, :, None]
-        return xp.stack([b.sum((1, 2)), b.max((1, 2)), (b * rows).sum((1, 2)) / b.sum((1, 2))], 1)
-
-    out = engine.map_frames(kernel, g, chunk=7)
-    assert isinstance(out, cupy.ndarray)
-    np.testing.assert_allclose(out.get(), expected, rtol=1e-12)
-    total = engine.reduce_frames(lambda b: b.astype(cupy.float64).sum(), g, merge=operator.add)
-    assert float(total) == stack.astype(np.float64).sum()
 
 
 @pytest.mark.dist
