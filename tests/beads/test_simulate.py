@@ -143,3 +143,11 @@ def test_frame_count_needed():
         simulate(3, x=[1.0, 2.0])
     with pytest.raises(ValueError, match="beads"):
         simulate_movie(2, shape=(64, 64), n_beads=4)
+
+
+def test_scalar_z_range_is_a_half_width_and_bad_range_is_named():
+    sim = simulate(50, z_range=300.0, seed=3, noise=False)
+    assert np.all(np.abs(sim.z) <= 300.0)
+    assert sim.z.min() < 0 < sim.z.max()
+    with pytest.raises(ValueError, match="z_range"):
+        simulate(5, z_range=(1.0, 2.0, 3.0), seed=3)

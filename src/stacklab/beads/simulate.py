@@ -310,8 +310,9 @@ def simulate(
         Frame size in pixels (default 64 x 64).
     xy_range : float
         Half-width of the random xy offsets, px (used only when ``x``/``y`` are None).
-    z_range : (float, float)
-        Range of the random z, nm (used only when ``z`` is None).
+    z_range : (float, float) or float
+        Range of the random z, nm, as (low, high) or a half-width h meaning (-h, h); used only
+        when ``z`` is None.
     pixel_size_nm : float
         Pixel pitch in the object plane, nm (default 100).
     radius_nm : float
@@ -378,7 +379,10 @@ def simulate(
     if y is None:
         y = (rows - 1) / 2.0 + rng.uniform(-xy_range, xy_range, n)
     if z is None:
-        lo, hi = (float(v) for v in z_range)
+        bounds = np.atleast_1d(np.asarray(z_range, dtype=float))
+        if bounds.shape not in ((1,), (2,)):
+            raise ValueError(f"z_range must be (low, high) or a half-width in nm, got {z_range!r}")
+        lo, hi = (-abs(bounds[0]), abs(bounds[0])) if bounds.size == 1 else bounds
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"z_range must be finite (low, high), got {z_range!r}")
         z = rng.uniform(lo, hi, n)
