@@ -22,6 +22,8 @@ from .geometry import CoordTransform, _shape2, footprints
 
 try:  # numba is an optional accelerator ([fast] extra)
     import numba
+
+    from ._numba_kernels import apply_csc_blocked, lanes
 except ImportError:  # pragma: no cover - numba is in the test environment
     numba = None
 
@@ -278,110 +280,8 @@ def _area_entries(
 # Applying a matrix
 
 
-# Below this many multiply-adds the serial kernels win (no thread start-up or contention).
+# Below this many multiply-adds (frames x entries) one thread wins (no start-up or contention).
 _PARALLEL_MIN_WORK = 1 << 21
-
-
-def _gather_csc_impl(src, indptr, indices, data, out):  # pragma: no cover - compiled
-    """out[i, t] += sum_k data[k] * src[i, indices[k]] over the entries k of column t."""
-    n = src.shape[0]
-    n_t = out.shape[1]
-    for i in numba.prange(n):
-        row = src[i]
-        orow = out[i]
-        for t in range(n_t):
-            acc = orow[t]
-            for k in range(indptr[t], indptr[t + 1]):
-                acc += data[k] * row[indices[k]]
-            orow[t] = acc
-
-
-def _gather_ell_impl(src, idx, weights, out):  # pragma: no cover - compiled
-    """out[i, t] += sum_k weights[t, k] * src[i, idx[t, k]] (padded entries have weight 0)."""
-    n = src.shape[0]
-    n_t, k_max = idx.shape
-    for i in numba.prange(n):
-        row = src[i]
-        orow = out[i]
-        for t in range(n_t):
-            acc = orow[t]
-            for k in range(k_max):
-                acc += weights[t, k] * row[idx[t, k]]
-            orow[t] = acc
-
-
-_BLOCK = 16  # frames per block of the transposing kernel (one AVX-512 vector of float32)
-
-
-def _gather_blocked_impl(src, indptr, indices, data, out, tiles, results):  # pragma: no cover
-    """Blocks of _BLOCK frames: transpose to pixel-major, a vector FMA per entry, transpose back.
-
-    Worker ``w`` (one per slot of the scratch buffers ``tiles`` (n_workers, n_s, _BLOCK) and
-    ``results`` (n_workers, n_t, _BLOCK)) handles blocks ``w, w + n_workers, ...``; lanes beyond
-    the last frame hold stale values and are never written out.
-    """
-    n, n_s = src.shape
-    n_t = out.shape[1]
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    n_workers = tiles.shape[0]
-    for w in numba.prange(n_workers):
-        tile = tiles[w]
-        res = results[w]
-        acc = np.empty(_BLOCK, dtype=out.dtype)
-        for b in range(w, n_blocks, n_workers):
-            i0 = b * _BLOCK
-            m = min(_BLOCK, n - i0)
-            for s0 in range(0, n_s, 16):
-                s1 = min(n_s, s0 + 16)
-                for j in range(m):
-                    row = src[i0 + j]
-                    for s in range(s0, s1):
-                        tile[s, j] = row[s]
-            for t in range(n_t):
-                for j in range(_BLOCK):
-                    acc[j] = 0
-                for k in range(indptr[t], indptr[t + 1]):
-                    wk = data[k]
-                    trow = tile[indices[k]]
-                    for j in range(_BLOCK):
-                        acc[j] += wk * trow[j]
-                for j in range(_BLOCK):
-                    res[t, j] = acc[j]
-            for t0 in range(0, n_t, 16):
-                t1 = min(n_t, t0 + 16)
-                for j in range(m):
-                    for t in range(t0, t1):
-                        out[i0 + j, t] += res[t, j]
-
-
-def _csc_to_ell_impl(indptr, indices, data, k_max, idx, weights):  # pragma: no cover
-    for t in range(len(indptr) - 1):
-        start = indptr[t]
-        for k in range(indptr[t + 1] - start):
-            idx[t, k] = indices[start + k]
-            weights[t, k] = data[start + k]
-
-
-if numba is not None:
-    # Reassociation lets LLVM vectorise the per-target sums; no assumptions about NaN/inf.
-    _FASTMATH = {"reassoc", "contract", "nsz"}
-
-    def _jit(func, parallel):
-        return numba.njit(func, parallel=parallel, fastmath=_FASTMATH, cache=True, nogil=True)
-
-    _KERNELS = {
-        ("csc", False): _jit(_gather_csc_impl, False),
-        ("csc", True): _jit(_gather_csc_impl, True),
-        ("ell", False): _jit(_gather_ell_impl, False),
-        ("ell", True): _jit(_gather_ell_impl, True),
-        ("blocked", False): _jit(_gather_blocked_impl, False),
-        ("blocked", True): _jit(_gather_blocked_impl, True),
-    }
-    _csc_to_ell = numba.njit(_csc_to_ell_impl, cache=True, nogil=True)
-else:  # pragma: no cover
-    _KERNELS = {}
-    _csc_to_ell = None
-
 
 _SCRATCH = threading.local()
 _SCRATCH_MAX_BYTES = 1 << 28  # buffers larger than this are not kept between calls
@@ -405,41 +305,50 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _apply_csc_numba(
-    flat: np.ndarray, csc: Any, rdtype: Any, strategy: str | None = None
-) -> np.ndarray:
-    """``flat @ csc`` with numba (flat C-contiguous (n, S)); ``strategy`` forces a kernel."""
-    out = np.zeros((flat.shape[0], csc.shape[1]), dtype=rdtype)
-    counts = np.diff(csc.indptr)
-    k_max = int(counts.max()) if counts.size else 0
-    parallel = flat.shape[0] * csc.nnz >= _PARALLEL_MIN_WORK
-    if k_max == 0:
-        return out
-    if strategy is None:
-        # Stacks: transpose blocks of frames to pixel-major and use vector FMAs over frames.
-        # Few frames: gather per frame (padded ELL layout unless padding dominates).
-        if flat.shape[0] >= _BLOCK // 2:
-            strategy = "blocked"
-        elif k_max * counts.size <= 2 * max(csc.nnz, 1):
-            strategy = "ell"
-        else:
-            strategy = "csc"
-    if strategy == "blocked":
-        n_blocks = -(-flat.shape[0] // _BLOCK)
-        n_workers = min(numba.get_num_threads(), n_blocks) if parallel else 1
-        tiles = _scratch("tiles", (n_workers, flat.shape[1], _BLOCK), out.dtype)
-        results = _scratch("results", (n_workers, csc.shape[1], _BLOCK), out.dtype)
-        _KERNELS[("blocked", parallel)](
-            flat, csc.indptr, csc.indices, csc.data, out, tiles, results
-        )
-    # A padded (ELL) layout has fixed-length inner loops: faster unless padding dominates.
-    elif strategy == "ell":
-        idx = np.zeros((counts.size, k_max), dtype=np.int32 if flat.shape[1] < 2**31 else np.int64)
-        weights = np.zeros((counts.size, k_max), dtype=csc.data.dtype)
-        _csc_to_ell(csc.indptr, csc.indices, csc.data, k_max, idx, weights)
-        _KERNELS[("ell", parallel)](flat, idx, weights, out)
-    else:
-        _KERNELS[("csc", parallel)](flat, csc.indptr, csc.indices, csc.data, out)
+def _apply_sparse_scipy(flat: np.ndarray, matrix: Any) -> np.ndarray:
+    """``flat @ matrix`` with SciPy (the fallback without numba, and the tests' reference)."""
+    csr_t = scipy.sparse.csr_matrix(matrix.T)  # (T, S): one product for the whole stack
+    return np.asarray((csr_t @ flat.T).T, dtype=flat.dtype)
+
+
+def _check_structure(csc: Any) -> None:
+    """Refuse a CSC structure the unchecked kernel would read out of bounds with."""
+    indptr = csc.indptr
+    used = csc.indices[: max(int(indptr[-1]), 0)]
+    bad = (
+        indptr[0] != 0
+        or indptr[-1] > min(len(csc.indices), len(csc.data))
+        or np.any(np.diff(indptr) < 0)
+        or (used.size > 0 and (used.min() < 0 or used.max() >= csc.shape[0]))
+    )
+    if bad:
+        raise ValueError("matrix is not a valid sparse matrix (CSC pointers or row indices)")
+
+
+def _apply_sparse_numba(flat: np.ndarray, matrix: Any, parallel: bool | None = None) -> np.ndarray:
+    """``flat @ matrix`` with the blocked numba kernel (see :mod:`._numba_kernels`).
+
+    ``flat`` is C-contiguous (n, S) of the result dtype (float32/64 or complex64/128) and
+    ``matrix`` a real SciPy sparse (S, T) matrix. Complex frames are viewed as real frames of
+    interleaved (re, im) pixels, transformed by ``kron(matrix, I_2)``. ``parallel=None``
+    uses threads for stacks of more than one block of frames with enough work.
+    """
+    if np.iscomplexobj(flat):
+        pairs = scipy.sparse.kron(matrix, scipy.sparse.identity(2, format="csc"), format="csc")
+        real = flat.view(flat.real.dtype)  # (n, 2 S)
+        return _apply_sparse_numba(real, pairs, parallel).view(flat.dtype)
+    csc = matrix.tocsc()
+    _check_structure(csc)
+    n, n_l = flat.shape[0], lanes(flat.dtype)
+    out = np.empty((n, csc.shape[1]), dtype=flat.dtype)
+    n_blocks = -(-n // n_l)
+    if parallel is None:
+        parallel = n_blocks > 1 and n * csc.nnz >= _PARALLEL_MIN_WORK
+    n_workers = min(numba.get_num_threads(), n_blocks) if parallel else 1
+    tiles = _scratch("tiles", (n_workers, flat.shape[1], n_l), flat.dtype)
+    acc = np.empty((n_workers, n_l, n_l), dtype=flat.dtype)
+    data = csc.data.astype(flat.dtype, copy=False)
+    apply_csc_blocked(flat, csc.indptr, csc.indices, data, out, tiles, acc)
     return out
 
 
@@ -469,10 +378,12 @@ def apply_matrix(sources: Any, matrix: Any, target_shape: tuple[int, int]) -> An
 
     Notes
     -----
-    On the CPU the product is a numba kernel: blocks of 16 frames are transposed in cache to
-    pixel-major order so that each matrix entry costs one vector multiply-add over the block
-    (parallel over blocks for large stacks); a stack of a few frames is gathered frame by frame.
-    Without numba it falls back to SciPy.
+    On the CPU, with numba, blocks of 16 float32 frames (8 float64) are transposed in registers
+    to pixel-major order so that each matrix entry costs one vector multiply-add over the block,
+    accumulated in a register; blocks run in parallel for large stacks. Each target pixel is
+    summed in the frames' precision (float32 frames accumulate in float32, to a few ulps);
+    complex frames are transformed as interleaved real and imaginary parts. A single frame,
+    a complex matrix, or a missing numba take one SciPy sparse product instead.
     On the GPU it is one cuSPARSE product.
     """
     if getattr(sources, "ndim", 0) < 2:
@@ -500,11 +411,10 @@ def apply_matrix(sources: Any, matrix: Any, target_shape: tuple[int, int]) -> An
     xp = get_xp(sources)
     flat = np.ascontiguousarray(np.asarray(sources).reshape(-1, n_src), dtype=rdtype)
     if scipy.sparse.issparse(matrix):
-        csc = matrix.tocsc()
-        if _KERNELS and flat.shape[0] > 0:
-            out = _apply_csc_numba(flat, csc, rdtype)
-        else:  # pragma: no cover - numba missing
-            out = np.asarray((csc.T @ flat.T).T, dtype=rdtype)
+        if numba is not None and flat.shape[0] > 1 and matrix.dtype.kind != "c":
+            out = _apply_sparse_numba(flat, matrix)
+        else:  # numba missing, a complex matrix, or one frame (a faster SciPy mat-vec product)
+            out = _apply_sparse_scipy(flat, matrix)
     elif is_cupy(matrix):
         raise TypeError("matrix is on the GPU but sources are NumPy; move one of them")
     else:
