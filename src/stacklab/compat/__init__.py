@@ -11,6 +11,8 @@ Modules (import them explicitly; this package imports nothing on its own):
 
 * :mod:`stacklab.compat.magtrack` -- magtrack 1.0.0 (``magtrack.core``): bead tracking in
   frames-last ``(W, W, n_frames)`` stacks, ``x`` = column.
+* :mod:`stacklab.compat.smlmlp` -- smlmLP 0.1.20: blink_spatial_psf, blink_temporal_on, Locs.
+* :mod:`stacklab.compat.speckle_tracking` -- speckle_tracking 2020.1: (N, M, L) stacks, pixel maps.
 * ``stacklab.compat.speckle_tracking``, ``stacklab.compat.py4dstem``,
   ``stacklab.compat.ptychography40``, ``stacklab.compat.smlmlp`` -- the other reference packages,
   where present.
