@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import sys
+import threading
+import time
+import types
+
 import numpy as np
 import pytest
 import scipy.fft
@@ -83,3 +89,61 @@ def test_cupy_namespace_and_mixing_error(cupy):
         backend.get_xp(g, np.arange(4.0))
     assert backend.is_cupy(backend.asarray_on(np.arange(3), "gpu"))
     assert backend.is_cupy(backend.asarray_on(g, "auto"))
+
+
+def test_use_numba_choices():
+    have = backend.numba_available()
+    assert backend.use_numba(np) is have
+    assert backend.use_numba(np, "xp") is False
+    assert backend.use_numba(np, "vectorized", name="impl", xp_name="vectorized") is False
+    with pytest.raises(ValueError, match=r"backend must be 'auto', 'numba' or 'xp', got 'gpu'"):
+        backend.use_numba(np, "gpu")
+    with pytest.raises(ValueError, match=r"impl must be 'auto', 'numba' or 'vectorized'"):
+        backend.use_numba(np, "xp", name="impl", xp_name="vectorized")
+
+
+def test_use_numba_refuses_device_arrays():
+    fake_cupy = types.ModuleType("cupy")
+    assert backend.use_numba(fake_cupy, "auto") is False
+    assert backend.use_numba(fake_cupy, "xp") is False
+    with pytest.raises(BackendError, match=r"impl='numba' needs NumPy \(CPU\) arrays"):
+        backend.use_numba(fake_cupy, "numba", name="impl", xp_name="vectorized")
+
+
+def test_numba_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
+    assert backend.numba_available() is False
+    assert backend.load_kernels("stacklab.beads._numba_kernels") is None
+    assert backend.use_numba(np, "auto") is False
+    with pytest.raises(ImportError, match=r"backend='numba' needs numba"):
+        backend.use_numba(np, "numba")
+
+
+def test_load_kernels_with_numba():
+    pytest.importorskip("numba")
+    assert backend.numba_available() is True
+    assert backend.use_numba(np, "numba") is True
+    kernels = backend.load_kernels("stacklab.beads._numba_kernels")
+    assert callable(kernels.track_kernel)
+    with pytest.raises(ImportError):
+        backend.load_kernels("stacklab.no_such_kernels")
+
+
+def test_call_numba_serialises_worker_threads():
+    active, peak, guard = [0], [0], threading.Lock()
+
+    def kernel(x):
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.005)
+        with guard:
+            active[0] -= 1
+        return 2 * x
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(lambda x: backend.call_numba(kernel, x), range(16)))
+    assert out == [2 * x for x in range(16)]
+    assert peak[0] == 1
+    with backend._NUMBA_LOCK:  # the main thread calls directly, without the lock
+        assert backend.call_numba(kernel, 3) == 6

@@ -1,11 +1,13 @@
 """The one place that knows NumPy from CuPy.
 
-It answers four questions and nothing else:
+It answers five questions and nothing else:
 
 * which array module holds these arrays (:func:`get_xp`),
 * which SciPy-like modules go with it (:func:`fft`, :func:`ndimage`, :func:`sparse`, ...),
 * how to get a NumPy copy for output (:func:`to_numpy`),
-* which device the user asked for (:func:`resolve_device`, :func:`asarray_on`).
+* which device the user asked for (:func:`resolve_device`, :func:`asarray_on`),
+* whether a numba kernel or its vectorized ``xp`` twin runs (:func:`use_numba`,
+  :func:`load_kernels`, :func:`call_numba`).
 
 CuPy is imported lazily and a GPU is used only when ``cupy.cuda.is_available()`` is true; importing
 CuPy alone is not enough. The environment variable ``STACKLAB_DEVICE`` (cpu, gpu or auto)
@@ -18,6 +20,8 @@ import functools
 import importlib
 import logging
 import os
+import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Literal
 
@@ -28,17 +32,21 @@ from .errors import BackendError
 __all__ = [
     "Device",
     "asarray_on",
+    "call_numba",
     "fft",
     "get_xp",
     "gpu_available",
     "is_cupy",
     "is_dask",
+    "load_kernels",
     "ndimage",
+    "numba_available",
     "resolve_device",
     "signal",
     "sparse",
     "special",
     "to_numpy",
+    "use_numba",
     "xp_for_device",
 ]
 
@@ -46,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "gpu"]
 _DEVICES = ("auto", "cpu", "gpu")
+
+# numba's default ``workqueue`` threading layer must not be entered by two threads at once.
+_NUMBA_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -227,3 +238,104 @@ def asarray_on(arr: Any, device: str | None = "auto", dtype: Any = None) -> Any:
         return np.asarray(to_numpy(arr), dtype=dtype)
     cp = _cupy()
     return cp.asarray(arr, dtype=dtype)
+
+
+def numba_available() -> bool:
+    """Return True when numba imports (the ``[fast]`` extra is installed)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_kernels(module: str) -> ModuleType | None:
+    """Import a module of numba kernels, or return None when numba is not installed.
+
+    Parameters
+    ----------
+    module : str
+        Dotted name of the kernel module, e.g. ``"stacklab.beads._numba_kernels"``.
+
+    Returns
+    -------
+    module or None
+        The imported module (cached by Python after the first call); None without numba. With
+        numba installed, an error inside the kernel module is raised, not hidden.
+    """
+    if not numba_available():
+        return None
+    return importlib.import_module(module)
+
+
+def use_numba(
+    xp: ModuleType, backend: str = "auto", *, name: str = "backend", xp_name: str = "xp"
+) -> bool:
+    """Decide between a numba kernel (``True``) and its vectorized ``xp`` twin (``False``).
+
+    Parameters
+    ----------
+    xp : module
+        Array module of the data (:func:`get_xp`); numba runs on NumPy arrays only.
+    backend : str
+        ``"auto"`` uses numba for NumPy data when it is installed, ``"numba"`` requires it,
+        ``xp_name`` (``"xp"`` by default) always uses the vectorized code.
+    name : str
+        Name of the caller's argument, used in error messages.
+    xp_name : str
+        The caller's name for the vectorized choice (e.g. ``"vectorized"``).
+
+    Returns
+    -------
+    bool
+        True when the numba kernel should run.
+
+    Raises
+    ------
+    ValueError
+        For a choice other than ``"auto"``, ``"numba"`` or ``xp_name``.
+    BackendError
+        If ``"numba"`` is asked for with device (CuPy) arrays.
+    ImportError
+        If ``"numba"`` is asked for and numba is not installed.
+    """
+    if backend not in ("auto", "numba", xp_name):
+        raise ValueError(f"{name} must be 'auto', 'numba' or {xp_name!r}, got {backend!r}")
+    if backend == xp_name:
+        return False
+    if xp is not np:
+        if backend == "numba":
+            raise BackendError(
+                f"{name}='numba' needs NumPy (CPU) arrays; got device arrays "
+                f"(use {name}={xp_name!r} or 'auto' on the GPU)"
+            )
+        return False
+    available = numba_available()
+    if backend == "numba" and not available:
+        raise ImportError(f"{name}='numba' needs numba: pip install 'stacklab[fast]'")
+    return available
+
+
+def call_numba(kernel: Callable[..., Any], *args: Any) -> Any:
+    """Call a parallel numba kernel; calls from threads other than the main one are serialised.
+
+    numba's default ``workqueue`` threading layer must not be entered by two threads at once
+    (Dask's threaded scheduler would do that); the kernels are parallel themselves, so one call
+    at a time loses nothing. Calls from the main thread run directly.
+
+    Parameters
+    ----------
+    kernel : callable
+        The compiled kernel.
+    *args
+        Its arguments.
+
+    Returns
+    -------
+    object
+        What the kernel returns.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return kernel(*args)
+    with _NUMBA_LOCK:
+        return kernel(*args)

@@ -299,8 +299,7 @@ def at_most(name: str, value: float, limit: float, *, unit: str = "") -> Metric:
     unit : str
         Unit label.
     """
-    value = float(value)
-    return Metric(name, value, unit, f"<= {limit:g}", bool(value <= limit))
+    return _bounded(name, value, limit, unit, "<=")
 
 
 def at_least(name: str, value: float, limit: float, *, unit: str = "") -> Metric:
@@ -317,8 +316,14 @@ def at_least(name: str, value: float, limit: float, *, unit: str = "") -> Metric
     unit : str
         Unit label.
     """
+    return _bounded(name, value, limit, unit, ">=")
+
+
+def _bounded(name: str, value: float, limit: float, unit: str, op: str) -> Metric:
+    """A :class:`Metric` with target ``"<op> limit"``, ok when the comparison holds."""
     value = float(value)
-    return Metric(name, value, unit, f">= {limit:g}", bool(value >= limit))
+    ok = value <= limit if op == "<=" else value >= limit
+    return Metric(name, value, unit, f"{op} {limit:g}", bool(ok))
 
 
 def new_figure(*, figsize: tuple[float, float] = (6.4, 4.0)) -> Any:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import operator
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -464,7 +465,11 @@ def cluster(
     }
     import dask
 
+    # The nanny applies pre-spawn-environ to os.environ of *this* process before spawning
+    # workers; put the caller's values back afterwards (numba refuses a changed thread count).
+    saved = {k: os.environ.get(k) for k in env}
     with (
+        _restored_environ(saved),
         dask.config.set({"distributed.nanny.pre-spawn-environ": env}),
         LocalCluster(
             n_workers=n_workers,
@@ -479,3 +484,16 @@ def cluster(
             "dask.distributed cluster with %d workers at %s", n_workers, local.scheduler_address
         )
         yield client
+
+
+@contextlib.contextmanager
+def _restored_environ(saved: dict[str, str | None]):
+    """Restore the environment variables in ``saved`` (None: unset) when the block ends."""
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -126,11 +128,14 @@ def test_bad_arguments(stack):
 @pytest.mark.dist
 def test_local_cluster_matches_numpy(stack, expected):
     lazy = da.from_array(stack, chunks=(7, 12, 10))
+    before = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
     with engine.cluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB") as client:
         assert len(client.scheduler_info()["workers"]) == 2
         mapped = engine.map_frames(frame_stats, lazy).compute()
         reduced = engine.reduce_frames(sum_and_count, lazy)
         rows = engine.collect_frames(bright_pixels, lazy, threshold=65000)
+    # worker thread limits must not leak into this process
+    assert {k: os.environ.get(k) for k in before} == before
     np.testing.assert_array_equal(mapped, expected)
     np.testing.assert_array_equal(reduced, [stack.astype(np.float64).sum(), stack.shape[0]])
     pd.testing.assert_frame_equal(rows, bright_pixels(stack, 0, 65000))

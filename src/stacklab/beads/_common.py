@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..backend import get_xp, is_cupy
+from ..backend import get_xp, is_cupy, load_kernels
 from ..errors import ShapeError
 
 logger = logging.getLogger(__name__)
 
-_NUMBA_LOCK = threading.Lock()
-
 
 def numba_kernels() -> ModuleType | None:
-    """Return the compiled-kernel module, or None when numba is not installed."""
-    try:
-        from . import _numba_kernels
-    except ImportError:  # pragma: no cover - exercised only without the [fast] extra
-        return None
-    return _numba_kernels
-
-
-def call_numba(kernel: Callable, *args: Any) -> Any:
-    """Call a parallel numba kernel; calls from worker threads are serialised.
-
-    numba's ``workqueue`` threading layer must not be entered by two threads at once (Dask's
-    threaded scheduler would do that); the kernels are parallel over frames themselves.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return kernel(*args)
-    with _NUMBA_LOCK:
-        return kernel(*args)
-
-
-def use_numba(xp: ModuleType, backend: str) -> bool:
-    """Decide between the numba kernels and the vectorized ``xp`` code.
-
-    Parameters
-    ----------
-    xp : module
-        Array module of the data.
-    backend : {"auto", "numba", "xp"}
-        ``"auto"`` uses numba for NumPy data when it is installed.
-    """
-    if backend not in ("auto", "numba", "xp"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'xp', got {backend!r}")
-    if backend == "xp":
-        return False
-    if xp is not np:
-        if backend == "numba":
-            raise TypeError("backend='numba' needs NumPy (CPU) arrays; got device arrays")
-        return False
-    available = numba_kernels() is not None
-    if backend == "numba" and not available:
-        raise ImportError("backend='numba' needs numba: pip install 'stacklab[fast]'")
-    return available
+    """Return :mod:`._numba_kernels`, or None when numba is not installed."""
+    return load_kernels(f"{__package__}._numba_kernels")
 
 
 def as_frames(stack: Any, name: str = "stack") -> tuple[ModuleType, Any]:

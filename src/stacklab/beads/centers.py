@@ -20,16 +20,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..backend import call_numba, use_numba
 from ..backend import fft as xp_fft
 from ..core.peaks import parabolic_vertex
 from ._common import (
     as_frames,
     as_positions,
-    call_numba,
     default_max_radius,
     finite_frames,
     numba_kernels,
-    use_numba,
 )
 
 __all__ = ["auto_conv", "center_of_mass", "locate", "qi", "qi_geometry"]

@@ -12,17 +12,30 @@ Lengths accept a unit: ``100nm``, ``0.1um`` (or ``µm``), ``1e-7m``; a bare numb
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 
 import click
+
+from ..cli.options import (
+    EXISTING_FILE,
+    EXISTING_PATH,
+    NEW_FILE,
+    LengthType,
+    check_suffix,
+    chunk_option,
+    key_option,
+    opened_stack,
+    output_option,
+    parse_shape,
+    progress_option,
+    seed_option,
+)
 
 __all__ = ["beads", "parse_length"]
 
 logger = logging.getLogger(__name__)
 
-_UNITS = {"nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "mm": 1e6, "m": 1e9, "": 1.0}
-_LENGTH = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµμ]*)\s*$")
+#: Option type of lengths in nm (a bare number is in nm).
+LENGTH = LengthType("nm", "100nm, 0.1um or 1e-7m")
 
 
 def parse_length(text: str | float, name: str = "length") -> float:
@@ -45,32 +58,7 @@ def parse_length(text: str | float, name: str = "length") -> float:
     click.BadParameter
         For an unreadable value or unknown unit.
     """
-    if isinstance(text, int | float):
-        return float(text)
-    m = _LENGTH.match(str(text))
-    unit = m.group(2).lower().replace("μ", "µ") if m else None
-    if unit == "µm":
-        unit = "um"
-    if m is None or unit not in _UNITS:
-        raise click.BadParameter(
-            f"{text!r} is not a length; write e.g. 100nm, 0.1um or 1e-7m", param_hint=name
-        )
-    return float(m.group(1)) * _UNITS[unit]
-
-
-class _Length(click.ParamType):
-    name = "LENGTH"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_length(value, param.opts[0] if param else "length")
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-
-
-LENGTH = _Length()
+    return LENGTH.parse(text, name)
 
 
 @click.group("beads")
@@ -79,21 +67,15 @@ def beads() -> None:
 
 
 @beads.command("zlut")
-@click.argument("zscan", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.argument("zscan", type=EXISTING_PATH)
 @click.option("--z-step", type=LENGTH, required=True, help="Height step between frames (100nm).")
 @click.option(
     "--z-start", type=LENGTH, default=None, help="Height of the first frame (default: centred)."
 )
-@click.option("--key", default=None, help="Dataset inside an HDF5/NPZ/Zarr file.")
+@key_option()
 @click.option("--bin-width", type=float, default=0.5, show_default=True, help="Profile step, px.")
 @click.option("--pixel-size", type=LENGTH, default=None, help="Pixel size (recorded), e.g. 100nm.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Table file: .npy/.npz (NumPy archive) or .h5.",
-)
+@output_option("Table file: .npy/.npz (NumPy archive) or .h5.")
 def zlut_command(zscan, z_step, z_start, key, bin_width, pixel_size, output) -> None:
     """Make a z look-up table from a calibration z-scan ZSCAN (one frame per height)."""
     import numpy as np
@@ -117,25 +99,25 @@ def zlut_command(zscan, z_step, z_start, key, bin_width, pixel_size, output) -> 
 
 
 @beads.command("track")
-@click.argument("movie", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.argument("movie", type=EXISTING_PATH)
 @click.option(
     "--zlut",
     "zlut_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="z look-up table from `stacklab beads zlut` (without it z is NaN).",
 )
 @click.option(
     "--rois",
     "rois_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="CSV with x,y centres or top,bottom,left,right boxes (default: find beads).",
 )
 @click.option("--roi-size", type=int, default=64, show_default=True, help="ROI side, px.")
 @click.option("--n-beads", type=int, default=None, help="Keep at most this many found beads.")
-@click.option("--key", default=None, help="Dataset inside an HDF5/NPZ/Zarr file.")
-@click.option("--chunk", type=int, default=256, show_default=True, help="Frames per block.")
+@key_option()
+@chunk_option()
 @click.option(
     "--edge",
     type=click.Choice(["raise", "drop"]),
@@ -143,28 +125,19 @@ def zlut_command(zscan, z_step, z_start, key, bin_width, pixel_size, output) -> 
     show_default=True,
     help="ROIs beyond the frame edge: error, or leave them out.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Table: .csv or .h5 (columns frame, bead, x, y, z, quality).",
-)
+@progress_option()
+@output_option("Table: .csv or .h5 (columns frame, bead, x, y, z, quality).")
 def track_command(
     movie, zlut_path, rois_path, roi_size, n_beads, key, chunk, edge, progress, output
 ) -> None:
     """Track every bead of MOVIE (TIFF, HDF5, NPY, Zarr) into one xyz table."""
-    from ..io import open_stack
     from .movie import load_rois, save_table, track_movie
     from .zlut import ZLUT
 
-    if output.suffix.lower() not in (".csv", ".h5", ".hdf5"):
-        raise click.BadParameter("must end in .csv, .h5 or .hdf5", param_hint="--output")
+    check_suffix(output, (".csv", ".h5", ".hdf5"), "must end in .csv, .h5 or .hdf5")
     lut = ZLUT.load(zlut_path) if zlut_path is not None else None
     rois = load_rois(rois_path) if rois_path is not None else None
-    stack = open_stack(movie, key)
-    try:
+    with opened_stack(movie, key) as stack:
         table = track_movie(
             stack,
             rois,
@@ -175,10 +148,6 @@ def track_command(
             n_beads=n_beads,
             progress=progress,
         )
-    finally:
-        close = getattr(stack, "close", None)
-        if callable(close):
-            close()
     save_table(table, output)
     n_beads_out = int(table["bead"].nunique())
     n_frames = int(table["frame"].nunique())
@@ -189,13 +158,7 @@ def track_command(
 
 
 @beads.command("simulate")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Movie file (.tif, .h5, .npy).",
-)
+@output_option("Movie file (.tif, .h5, .npy).")
 @click.option("--frames", type=int, default=100, show_default=True, help="Movie frames.")
 @click.option("--shape", default="128x256", show_default=True, help="Frame ROWSxCOLS.")
 @click.option("--beads", "n_beads", type=int, default=3, show_default=True, help="Beads.")
@@ -206,7 +169,7 @@ def track_command(
 )
 @click.option(
     "--zscan",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="Also write a calibration z-scan of one ROI-sized bead here.",
 )
@@ -214,8 +177,8 @@ def track_command(
 @click.option(
     "--zscan-range", type=LENGTH, default="5um", show_default=True, help="z-scan within +-this."
 )
-@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truth", type=NEW_FILE, default=None)
+@seed_option()
 def simulate_command(
     output,
     frames,
@@ -237,10 +200,7 @@ def simulate_command(
     from .movie import save_table
     from .simulate import simulate_movie, simulate_zscan
 
-    try:
-        rows, cols = (int(v) for v in shape.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{shape!r} is not ROWSxCOLS", param_hint="--shape") from None
+    rows, cols = parse_shape(shape)
     movie, table = simulate_movie(
         frames,
         shape=(rows, cols),

@@ -22,16 +22,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..backend import call_numba, use_numba
 from ..backend import fft as xp_fft
 from ..core.profiles import bin_mean, radial_profile
 from ..errors import ShapeError
 from ._common import (
     as_frames,
     as_positions,
-    call_numba,
     default_max_radius,
     numba_kernels,
-    use_numba,
 )
 from .centers import _sample_quadrants_xp
 

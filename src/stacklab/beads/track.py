@@ -28,9 +28,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import engine
-from ..backend import get_xp, is_dask, to_numpy
+from ..backend import call_numba, get_xp, is_dask, to_numpy, use_numba
 from ..errors import ShapeError
-from ._common import as_frames, call_numba, finite_frames, numba_kernels, use_numba
+from ._common import as_frames, finite_frames, numba_kernels
 from .centers import (
     _in_frame_xp,
     _ls_step_xp,

@@ -68,10 +68,11 @@ from ..errors import ShapeError
 from ..speckle._common import (
     check_mask,
     check_pixel_map,
+    check_scan,
     check_stack,
     check_translations,
     check_whitefield,
-    roi_mask,
+    gather_points,
 )
 
 __all__ = [
@@ -116,6 +117,11 @@ def _on(xp: ModuleType, value: Any) -> Any:
     if xp is np:
         return backend.to_numpy(value) if backend.is_cupy(value) else np.asarray(value)
     return xp.asarray(value)
+
+
+def _maybe_on(xp: ModuleType, value: Any) -> Any:
+    """:func:`_on` for an optional argument: None stays None."""
+    return None if value is None else _on(xp, value)
 
 
 def _object_in(xp: ModuleType, O: Any, name: str = "O") -> Any:  # noqa: E741 - package's name
@@ -236,7 +242,7 @@ def make_whitefield(data: Any, mask: Any, verbose: bool = True) -> Any:
     """
     _say(verbose, "making the whitefield")
     xp, stack = check_stack(data)
-    w = _sp.make_whitefield(stack, None if mask is None else _on(xp, mask), sigma=4.0)
+    w = _sp.make_whitefield(stack, _maybe_on(xp, mask), sigma=4.0)
     return w.astype(stack.dtype, copy=False)
 
 
@@ -365,8 +371,8 @@ def fit_thon_rings(
         y_pixel_size,
         z,
         wav,
-        None if mask is None else _on(xp, mask),
-        None if W is None else _on(xp, W),
+        _maybe_on(xp, mask),
+        _maybe_on(xp, W),
         roi,
         rad_range=None if rad_range is None else tuple(float(v) for v in rad_range),
         **passed,
@@ -496,8 +502,8 @@ def fit_defocus_registration(
         x_pixel_size,
         y_pixel_size,
         z,
-        None if mask is None else _on(xp, mask),
-        None if W is None else _on(xp, W),
+        _maybe_on(xp, mask),
+        _maybe_on(xp, W),
         roi,
     )
     _say(verbose, "registration: defocus %.6g m (ss %.6g, fs %.6g)", fit.defocus,
@@ -626,20 +632,15 @@ def _nearest_reference(data, mask, W, dij_n, pixel_map, roi, minimum_overlap, si
     grid). Unlike the package (NumPy fancy-index ``+=``), detector pixels of one frame that land
     on the same object pixel all count (``bincount``).
     """
-    xp, data = check_stack(data)
+    xp, data, good, w = check_scan(data, mask, W, roi)
     n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    w = check_whitefield(xp, W, (m, n), good)
     u = check_pixel_map(xp, pixel_map, (m, n))
     dij = check_translations(xp, dij_n, n_frames)
     n0, m0, (n_u, n_v) = _sp.object_grid(u, dij, good)
-    idx = xp.flatnonzero(good.ravel())
-    vals = data.reshape(n_frames, -1)[:, idx].astype(xp.float64)
-    wp = w.ravel()[idx][None, :]
-    ss = xp.rint(u[0].ravel()[idx][None, :] - dij[:, 0:1] + n0).astype(xp.int64)
-    fs = xp.rint(u[1].ravel()[idx][None, :] - dij[:, 1:2] + m0).astype(xp.int64)
+    vals, wp, uy, ux = gather_points(data, xp.flatnonzero(good.ravel()), w, u)
+    vals, wp = vals.astype(xp.float64), wp[None, :]
+    ss = xp.rint(uy[None, :] - dij[:, 0:1] + n0).astype(xp.int64)
+    fs = xp.rint(ux[None, :] - dij[:, 1:2] + m0).astype(xp.int64)
     inside = (ss >= 0) & (ss < n_u) & (fs >= 0) & (fs < n_v)
     flat = (ss * n_v + fs)[inside]
     size = n_u * n_v
@@ -725,7 +726,7 @@ def make_reference(
     if subpixel:
         res = _sp.make_reference(
             data,
-            None if mask is None else _on(xp, mask),
+            _maybe_on(xp, mask),
             _on(xp, W),
             _on(xp, dij_n),
             _on(xp, pixel_map),
@@ -737,7 +738,7 @@ def make_reference(
     else:
         image, n0, m0 = _nearest_reference(
             data,
-            None if mask is None else _on(xp, mask),
+            _maybe_on(xp, mask),
             _on(xp, W),
             _on(xp, dij_n),
             _on(xp, pixel_map),
@@ -900,7 +901,7 @@ def update_pixel_map(
         1.0 / sub,
         quadratic_refinement,
     )
-    mask_x = None if mask is None else _on(xp, mask)
+    mask_x = _maybe_on(xp, mask)
     res = _sp.update_pixel_map(
         data,
         mask_x,
@@ -988,7 +989,7 @@ def update_translations(
     _say(verbose, "updating the translations: window %s px", sw)
     res = _sp.update_translations(
         data,
-        None if mask is None else _on(xp, mask),
+        _maybe_on(xp, mask),
         _on(xp, W),
         _object_in(xp, O),
         _on(xp, pixel_map),
@@ -1081,7 +1082,7 @@ def calc_error(
     if subpixel:
         res = _sp.calc_error(
             data,
-            None if mask is None else _on(xp, mask),
+            _maybe_on(xp, mask),
             _on(xp, W),
             _on(xp, dij_n),
             obj,
@@ -1093,7 +1094,7 @@ def calc_error(
     else:
         xp, stack = check_stack(data)
         n_frames, m, n = stack.shape
-        good = check_mask(xp, None if mask is None else _on(xp, mask), (m, n))
+        good = check_mask(xp, _maybe_on(xp, mask), (m, n))
         if not bool(xp.any(good)):
             raise ValueError("mask has no good pixel: the whole detector is masked")
         w = check_whitefield(xp, _on(xp, W), (m, n), good)
@@ -1177,7 +1178,7 @@ def integrate_pixel_map(
     xp = _xp(pixel_map, weight)
     res = _sp.integrate_pixel_map(
         _on(xp, pixel_map),
-        None if weight is None else _on(xp, weight),
+        _maybe_on(xp, weight),
         wavelength,
         z,
         x_pixel_size,

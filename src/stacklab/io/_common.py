@@ -13,7 +13,7 @@ import numpy as np
 from .. import backend
 from ..errors import FileFormatError
 
-__all__ = ["FrameWindow"]
+__all__ = ["FrameWindow", "LazyArray"]
 
 #: Bytes per block when a lazy array is copied into a file frame block by frame block.
 COPY_BLOCK_BYTES = 64 * 2**20
@@ -155,7 +155,46 @@ def axis0_indices(item: Any, length: int) -> np.ndarray | int:
     return arr % length if arr.size else arr.astype(np.intp)
 
 
-class FrameWindow:
+class LazyArray:
+    """Mixin: the array protocol of a lazily read (or written) stack, from ``shape`` and ``dtype``.
+
+    A subclass provides ``shape`` (tuple of int, frames first) and ``dtype`` (attributes or
+    properties) and ``__getitem__``; the mixin adds ``ndim``, ``size``, ``nbytes``, ``len()`` and
+    ``numpy.asarray`` (which reads everything through :meth:`_read_all`, ``self[...]`` unless a
+    subclass knows a faster way).
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes once read."""
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    def _read_all(self) -> Any:
+        """All the data (NumPy array); ``self[...]`` by default."""
+        return self[...]  # type: ignore[index]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        arr = np.asarray(self._read_all())
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+class FrameWindow(LazyArray):
     """A lazy view of frames ``start:stop`` (axis 0) of another stack; reads and writes go through.
 
     Used to resume a chunked write:
@@ -194,19 +233,6 @@ class FrameWindow:
         """Data type of the base stack."""
         return np.dtype(self.base.dtype)
 
-    @property
-    def ndim(self) -> int:
-        """Number of dimensions."""
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def _translate(self, index: Any) -> tuple:
         index = normalize_index(index, self.ndim)
         if not index:
@@ -227,9 +253,8 @@ class FrameWindow:
     def __setitem__(self, index: Any, value: Any) -> None:
         self.base[self._translate(index)] = value
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = np.asarray(self.base[self.start : self.stop])
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+    def _read_all(self) -> Any:
+        return self.base[self.start : self.stop]
 
     def __repr__(self) -> str:
         return f"FrameWindow({self.base!r}, start={self.start}, stop={self.stop})"

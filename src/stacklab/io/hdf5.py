@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from ..errors import FileFormatError
 from . import atomic
 from ._common import (
     FrameWindow,
+    LazyArray,
     as_path,
     axis0_indices,
     default_chunks,
@@ -143,7 +143,7 @@ def _choose_key(f: h5py.File, path: Path, key: str | None, *, min_ndim: int = 3)
     return name
 
 
-class H5Stack:
+class H5Stack(LazyArray):
     """A dataset of an open HDF5 file, read lazily: frames are read only when sliced.
 
     Behaves like a read-only array for :mod:`stacklab.engine`: it has ``shape``, ``dtype``,
@@ -192,16 +192,6 @@ class H5Stack:
         return self._ds.dtype
 
     @property
-    def ndim(self) -> int:
-        """Number of dimensions."""
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
-    @property
     def chunks(self) -> tuple[int, ...] | None:
         """HDF5 chunk shape, or None for a contiguous dataset."""
         return self._ds.chunks
@@ -221,9 +211,6 @@ class H5Stack:
         if self.closed:
             raise ValueError(f"H5Stack of {str(self.path)!r}:{self.key!r} is closed")
         return self.dataset
-
-    def __len__(self) -> int:
-        return self.shape[0] if self.shape else 0
 
     def __getitem__(self, index: Any) -> np.ndarray:
         ds = self._ds
@@ -246,9 +233,8 @@ class H5Stack:
             out = out[reorder]
         return out
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = self[()] if self.ndim == 0 else self[:]
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+    def _read_all(self) -> np.ndarray:
+        return self[()] if self.ndim == 0 else self[:]
 
     # -- resources ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -436,7 +422,7 @@ def write_hdf5(
     return path
 
 
-class HDF5Sink:
+class HDF5Sink(LazyArray):
     """A frames-first HDF5 dataset written block by block, finalized atomically, resumable.
 
     While being written the data live in ``<path>.partial``; every write along axis 0 is flushed
@@ -591,16 +577,6 @@ class HDF5Sink:
         return self._dtype
 
     @property
-    def ndim(self) -> int:
-        """Number of dimensions."""
-        return len(self._shape)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self._shape)
-
-    @property
     def n_frames(self) -> int:
         """Length of axis 0."""
         return self._shape[0]
@@ -615,9 +591,6 @@ class HDF5Sink:
         """True once closed (finalized or not)."""
         return self._file is None
 
-    def __len__(self) -> int:
-        return self._shape[0]
-
     def _check_open(self) -> None:
         if self._file is None:
             raise ValueError(f"HDF5Sink of {str(self.path)!r}:{self.key!r} is closed")
@@ -626,9 +599,8 @@ class HDF5Sink:
         self._check_open()
         return self._ds[index]
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = self[:]
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+    def _read_all(self) -> np.ndarray:
+        return self[:]
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_open()

@@ -22,6 +22,7 @@ import tifffile
 from ..errors import FileFormatError
 from . import atomic
 from ._common import (
+    LazyArray,
     as_path,
     host_array,
     is_lazy,
@@ -74,7 +75,7 @@ def _broken(path: Path, detail: Any) -> FileFormatError:
     )
 
 
-class TiffStack:
+class TiffStack(LazyArray):
     """A multi-page TIFF read lazily: slicing decodes only the pages it selects.
 
     Parameters
@@ -125,16 +126,6 @@ class TiffStack:
         return self._dtype
 
     @property
-    def ndim(self) -> int:
-        """Number of dimensions."""
-        return len(self._shape)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self._shape)
-
-    @property
     def n_pages(self) -> int:
         """Number of TIFF pages (frames)."""
         return len(self._pages)
@@ -143,9 +134,6 @@ class TiffStack:
     def closed(self) -> bool:
         """True once :meth:`close` has been called."""
         return self._tif is None
-
-    def __len__(self) -> int:
-        return self._shape[0]
 
     def _read_page(self, i: int) -> np.ndarray:
         if self._tif is None:
@@ -174,10 +162,6 @@ class TiffStack:
         if rest:
             out = out[(slice(None),) * sel.ndim + tuple(rest)]
         return out
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = self[...]
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def close(self) -> None:
         """Close the file (idempotent)."""

@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from ..cli.options import EXISTING_FILE, device_option, output_option, progress_option, seed_option
+
 __all__ = ["ptycho"]
 
 logger = logging.getLogger(__name__)
@@ -30,13 +32,7 @@ def ptycho() -> None:
 
 
 @ptycho.command("simulate")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="HDF5 file to write.",
-)
+@output_option("HDF5 file to write.")
 @click.option(
     "--scan",
     nargs=2,
@@ -64,7 +60,7 @@ def ptycho() -> None:
 @click.option(
     "--phase-max", type=float, default=0.9, show_default=True, help="Object phase range, rad."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 def simulate_cmd(
     output: Path,
     scan: tuple[int, int],
@@ -135,14 +131,8 @@ def _read(path: Path, keys: list[str], optional: list[str]) -> dict[str, Any]:
 
 
 @ptycho.command("reconstruct")
-@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Output HDF5 (default: <input>_recon.h5).",
-)
+@click.argument("input_file", type=EXISTING_FILE)
+@output_option("Output HDF5 (default: <input>_recon.h5).", required=False)
 @click.option("--iterations", type=int, default=100, show_default=True)
 @click.option(
     "--method", type=click.Choice(["lsq", "rpie", "epie"]), default="lsq", show_default=True
@@ -157,15 +147,9 @@ def _read(path: Path, keys: list[str], optional: list[str]) -> dict[str, Any]:
     help="ePIE/rPIE update multiplier (about 0.3 for noisy data).",
 )
 @click.option("--refine-positions/--no-refine-positions", default=False, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar (default: when the terminal is interactive).",
-)
+@device_option()
+@seed_option()
+@progress_option(None, "Progress bar (default: when the terminal is interactive).")
 def reconstruct_cmd(
     input_file: Path,
     output: Path | None,

@@ -16,16 +16,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from ..backend import get_xp, is_cupy, resolve_device
+from ..backend import call_numba, get_xp, is_cupy, load_kernels, resolve_device
 from ..errors import ShapeError
 from .geometry import CoordTransform, _shape2, footprints
 
-try:  # numba is an optional accelerator ([fast] extra)
-    import numba
-
-    from ._numba_kernels import apply_csc_blocked, lanes
-except ImportError:  # pragma: no cover - numba is in the test environment
-    numba = None
+# numba is an optional accelerator ([fast] extra); ``numba`` is None without it.
+_kernels = load_kernels(f"{__package__}._numba_kernels")
+numba = None if _kernels is None else _kernels.numba
 
 __all__ = ["apply_matrix", "image_transformation_matrix"]
 
@@ -339,7 +336,7 @@ def _apply_sparse_numba(flat: np.ndarray, matrix: Any, parallel: bool | None = N
         return _apply_sparse_numba(real, pairs, parallel).view(flat.dtype)
     csc = matrix.tocsc()
     _check_structure(csc)
-    n, n_l = flat.shape[0], lanes(flat.dtype)
+    n, n_l = flat.shape[0], _kernels.lanes(flat.dtype)
     out = np.empty((n, csc.shape[1]), dtype=flat.dtype)
     n_blocks = -(-n // n_l)
     if parallel is None:
@@ -348,7 +345,11 @@ def _apply_sparse_numba(flat: np.ndarray, matrix: Any, parallel: bool | None = N
     tiles = _scratch("tiles", (n_workers, flat.shape[1], n_l), flat.dtype)
     acc = np.empty((n_workers, n_l, n_l), dtype=flat.dtype)
     data = csc.data.astype(flat.dtype, copy=False)
-    apply_csc_blocked(flat, csc.indptr, csc.indices, data, out, tiles, acc)
+    args = (flat, csc.indptr, csc.indices, data, out, tiles, acc)
+    if n_workers > 1:  # the parallel kernel: one thread at a time (see call_numba)
+        call_numba(_kernels.apply_csc_blocked, *args)
+    else:
+        _kernels.apply_csc_blocked(*args)
     return out
 
 

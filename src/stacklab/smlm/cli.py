@@ -21,18 +21,37 @@ from pathlib import Path
 
 import click
 
+from ..cli.options import (
+    EXISTING_FILE,
+    EXISTING_PATH,
+    NEW_FILE,
+    check_suffix,
+    chunk_option,
+    device_option,
+    key_option,
+    opened_stack,
+    output_option,
+    parse_shape,
+    progress_option,
+    seed_option,
+    write_csv,
+)
+
 __all__ = ["smlm"]
 
 logger = logging.getLogger(__name__)
 
 _LOCS_SUFFIXES = (".csv", ".hdf5", ".h5")
+#: ``--pixel-size`` of the commands that read localization files.
+_pixel_size_option = click.option(
+    "--pixel-size", type=float, default=None, help="nm (for files in pixels)."
+)
 
 
 def _check_locs_path(path: Path, hint: str) -> None:
-    if path.suffix.lower() not in _LOCS_SUFFIXES:
-        raise click.BadParameter(
-            "must end in .csv (ThunderSTORM) or .hdf5/.h5 (Picasso)", param_hint=hint
-        )
+    check_suffix(
+        path, _LOCS_SUFFIXES, "must end in .csv (ThunderSTORM) or .hdf5/.h5 (Picasso)", hint
+    )
 
 
 def _load(path: Path, pixel_size: float | None):
@@ -64,7 +83,7 @@ def smlm() -> None:
 
 
 @smlm.command("localize")
-@click.argument("movie", type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.argument("movie", type=EXISTING_PATH)
 @click.option("--pixel-size", type=float, required=True, help="Pixel size in the sample, nm.")
 @click.option("--gain", type=float, default=1.0, show_default=True, help="Photoelectrons/ADU.")
 @click.option("--offset", type=float, default=0.0, show_default=True, help="Dark level, ADU.")
@@ -96,23 +115,15 @@ def smlm() -> None:
     show_default=True,
     help="Background removed before detection.",
 )
-@click.option("--key", default=None, help="Dataset inside an HDF5/NPZ/Zarr file.")
-@click.option("--chunk", type=int, default=256, show_default=True, help="Frames per block.")
-@click.option(
-    "--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True
-)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Localizations: .csv (ThunderSTORM) or .hdf5 (Picasso).",
-)
+@key_option()
+@chunk_option()
+@device_option(("cpu", "gpu", "auto"))
+@progress_option()
+@output_option("Localizations: .csv (ThunderSTORM) or .hdf5 (Picasso).")
 @click.option(
     "--render",
     "render_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="Also write a super-resolved image (.png, .tif).",
 )
@@ -124,15 +135,13 @@ def localize_command(
     """Localize every spot of MOVIE (TIFF, HDF5, NPY, Zarr; camera counts in ADU)."""
     import numpy as np
 
-    from ..io import open_stack
     from .camera import Camera
     from .pipeline import Flag, localize
 
     _check_locs_path(output, "--output")
     camera = Camera(offset=offset, gain=gain, qe=qe, pixel_size_nm=pixel_size)
     sigma_px = 1.3 if sigma is None else float(sigma) / float(pixel_size)
-    stack = open_stack(movie, key)
-    try:
+    with opened_stack(movie, key) as stack:
         locs = localize(
             stack,
             camera,
@@ -147,10 +156,6 @@ def localize_command(
             device=device,
             progress=progress,
         )
-    finally:
-        close = getattr(stack, "close", None)
-        if callable(close):
-            close()
     locs.save(output)
     df = locs.df
     flags = df["flags"].to_numpy() if len(df) else np.zeros(0, dtype=np.int32)
@@ -171,22 +176,16 @@ def localize_command(
 
 
 @smlm.command("drift")
-@click.argument("locs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("locs_path", type=EXISTING_FILE)
 @click.option("--segments", type=int, default=10, show_default=True, help="RCC segments.")
 @click.option("--bin", "bin_nm", type=float, default=20.0, show_default=True, help="Bin, nm.")
 @click.option("--max-drift", type=float, default=1000.0, show_default=True, help="nm.")
-@click.option("--pixel-size", type=float, default=None, help="nm (for files in pixels).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Drift-corrected localizations (.csv or .hdf5).",
-)
+@_pixel_size_option
+@output_option("Drift-corrected localizations (.csv or .hdf5).", required=False)
 @click.option(
     "--table",
     "table_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="CSV of the drift per frame (frame, x [nm], y [nm]).",
 )
@@ -194,7 +193,6 @@ def drift_command(locs_path, segments, bin_nm, max_drift, pixel_size, output, ta
     """Estimate the drift of LOCS_PATH by redundant cross-correlation (RCC) and correct it."""
     import numpy as np
 
-    from ..io import atomic_path
     from .drift import correct_drift, drift_rcc
 
     if output is not None:
@@ -208,8 +206,7 @@ def drift_command(locs_path, segments, bin_nm, max_drift, pixel_size, output, ta
         f"{drift.residual_nm:.2f} nm over {drift.n_pairs} pairs"
     )
     if table_path is not None:
-        with atomic_path(table_path) as tmp:
-            drift.to_frame().to_csv(tmp, index=False)
+        write_csv(drift.to_frame(), table_path)
         click.echo(f"drift table -> {table_path}")
     if output is not None:
         correct_drift(locs, drift).save(output)
@@ -217,17 +214,11 @@ def drift_command(locs_path, segments, bin_nm, max_drift, pixel_size, output, ta
 
 
 @smlm.command("link")
-@click.argument("locs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("locs_path", type=EXISTING_FILE)
 @click.option("--max-dist", type=float, default=None, help="Linking radius, nm.")
 @click.option("--max-gap", type=int, default=0, show_default=True, help="Missing frames.")
-@click.option("--pixel-size", type=float, default=None, help="nm (for files in pixels).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Merged localizations (.csv or .hdf5).",
-)
+@_pixel_size_option
+@output_option("Merged localizations (.csv or .hdf5).")
 def link_command(locs_path, max_dist, max_gap, pixel_size, output) -> None:
     """Merge localizations of one molecule in consecutive frames (blinks) of LOCS_PATH."""
     from .linking import link
@@ -240,20 +231,14 @@ def link_command(locs_path, max_dist, max_gap, pixel_size, output) -> None:
 
 
 @smlm.command("render")
-@click.argument("locs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("locs_path", type=EXISTING_FILE)
 @click.option("--pixel", type=float, default=10.0, show_default=True, help="Image pixel, nm.")
 @click.option(
     "--mode", type=click.Choice(["gaussian", "histogram"]), default="gaussian", show_default=True
 )
 @click.option("--sigma", type=float, default=None, help="Gaussian width, nm (default: CRLB).")
-@click.option("--pixel-size", type=float, default=None, help="nm (for files in pixels).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Image: .png (scaled colour) or .tif/.npy/.h5 (float values).",
-)
+@_pixel_size_option
+@output_option("Image: .png (scaled colour) or .tif/.npy/.h5 (float values).")
 def render_command(locs_path, pixel, mode, sigma, pixel_size, output) -> None:
     """Render the localizations of LOCS_PATH as a super-resolved image."""
     from .render import render
@@ -265,17 +250,17 @@ def render_command(locs_path, pixel, mode, sigma, pixel_size, output) -> None:
 
 
 @smlm.command("frc")
-@click.argument("locs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("locs_path", type=EXISTING_FILE)
 @click.option("--pixel", type=float, default=5.0, show_default=True, help="FRC pixel, nm.")
 @click.option(
     "--split", type=click.Choice(["random", "blocks"]), default="random", show_default=True
 )
 @click.option("--block-frames", type=int, default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--pixel-size", type=float, default=None, help="nm (for files in pixels).")
+@seed_option()
+@_pixel_size_option
 @click.option(
     "--curve",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="CSV of the FRC curve (frequency [1/nm], frc, frc_smooth).",
 )
@@ -283,7 +268,6 @@ def frc_command(locs_path, pixel, split, block_frames, seed, pixel_size, curve) 
     """FRC resolution and NeNA precision of LOCS_PATH."""
     import pandas as pd
 
-    from ..io import atomic_path
     from .metrics import frc_resolution, nena
 
     locs = _load(locs_path, pixel_size)
@@ -295,19 +279,12 @@ def frc_command(locs_path, pixel, split, block_frames, seed, pixel_size, curve) 
         table = pd.DataFrame(
             {"frequency [1/nm]": res.frequency, "frc": res.frc, "frc_smooth": res.frc_smooth}
         )
-        with atomic_path(curve) as tmp:
-            table.to_csv(tmp, index=False)
+        write_csv(table, curve)
         click.echo(f"FRC curve -> {curve}")
 
 
 @smlm.command("simulate")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Movie file (.tif, .h5, .npy), uint16 ADU.",
-)
+@output_option("Movie file (.tif, .h5, .npy), uint16 ADU.")
 @click.option("--frames", type=int, default=2000, show_default=True)
 @click.option("--shape", default="64x64", show_default=True, help="Frame ROWSxCOLS.")
 @click.option("--emitters", type=int, default=None, help="Number of emitters.")
@@ -318,21 +295,18 @@ def frc_command(locs_path, pixel, split, block_frames, seed, pixel_size, curve) 
 @click.option("--pixel-size", type=float, default=100.0, show_default=True, help="nm.")
 @click.option("--gain", type=float, default=0.25, show_default=True, help="e-/ADU.")
 @click.option("--offset", type=float, default=100.0, show_default=True, help="ADU.")
-@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truth", type=NEW_FILE, default=None)
+@seed_option()
 def simulate_command(
     output, frames, shape, emitters, photons, background, sigma, drift, pixel_size, gain,
     offset, truth, seed,
 ) -> None:  # fmt: skip
     """Write a simulated blinking movie (and optionally the true positions as CSV)."""
-    from ..io import atomic_path, save_stack
+    from ..io import save_stack
     from .camera import Camera
     from .simulate import simulate_movie
 
-    try:
-        rows, cols = (int(v) for v in shape.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{shape!r} is not ROWSxCOLS", param_hint="--shape") from None
+    rows, cols = parse_shape(shape)
     camera = Camera(offset=offset, gain=gain, pixel_size_nm=pixel_size)
     sim = simulate_movie(
         frames,
@@ -351,6 +325,5 @@ def simulate_command(
         f"emitters) -> {output}"
     )
     if truth is not None:
-        with atomic_path(truth) as tmp:
-            sim.truth.to_csv(tmp, index=False)
+        write_csv(sim.truth, truth)
         click.echo(f"truth ({len(sim.truth)} rows) -> {truth}")

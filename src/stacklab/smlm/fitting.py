@@ -253,16 +253,17 @@ def fit_spots(
         or ``sigma`` do not match it.
     ValueError
         For an unknown ``method`` or ``impl``, or non-positive ``sigma``, ``max_iter``, ``tol``.
+    BackendError
+        For ``impl="numba"`` with CuPy crops (use ``"vectorized"`` or ``"auto"`` on the GPU).
     """
     if method not in ("mle", "lsq"):
         raise ValueError(f"method must be 'mle' or 'lsq', got {method!r}")
-    if impl not in ("auto", "numba", "vectorized"):
-        raise ValueError(f"impl must be 'auto', 'numba' or 'vectorized', got {impl!r}")
+    xp = backend.get_xp(crops)
+    numba_on = backend.use_numba(xp, impl, name="impl", xp_name="vectorized")
     if not isinstance(max_iter, int | np.integer) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
-    xp = backend.get_xp(crops)
     crops = xp.asarray(crops)
     if crops.ndim != 3 or crops.shape[1] < 3 or crops.shape[2] < 3:
         raise ShapeError(f"crops must have shape (n, h, w) with h, w >= 3, got {crops.shape}")
@@ -291,10 +292,7 @@ def fit_spots(
             method,
             fit_sigma,
         )
-    use_numba = impl == "numba" or (impl == "auto" and xp is np and _have_numba())
-    if use_numba and xp is not np:
-        raise ValueError("impl='numba' needs NumPy crops; use impl='vectorized' on the GPU")
-    if init is None and use_numba:
+    if init is None and numba_on:
         theta0 = xp.zeros((n, 5))
         theta0[:, 4] = sig  # the kernel computes the same centroid guess in parallel
     elif init is None:
@@ -303,15 +301,14 @@ def fit_spots(
         theta0 = xp.asarray(init, dtype=xp.float64)
     if theta0.shape != (n, 5):
         raise ShapeError(f"init must have shape ({n}, 5), got {tuple(theta0.shape)}")
-    if use_numba:
-        from ._numba_kernels import lm_fit
+    if numba_on:
+        import numba
 
         # One compiled specialization: float64 crops and variance.
         data = np.ascontiguousarray(crops, dtype=np.float64)
         v = np.zeros((1, h, w)) if var is None else var.astype(np.float64)
-        import numba
-
-        theta, crlb, ll, iters, conv = lm_fit(
+        theta, crlb, ll, iters, conv = backend.call_numba(
+            backend.load_kernels(f"{__package__}._numba_kernels").lm_fit,
             data,
             np.ascontiguousarray(v),
             np.ascontiguousarray(theta0),
@@ -333,14 +330,6 @@ def fit_spots(
     at_hi = theta[:, :npar] >= hi_x[:npar] - 1e-9
     at_bound = xp.any(at_lo | at_hi, axis=1)
     return FitResult(theta, crlb, ll, iters, conv, at_bound, method, fit_sigma)
-
-
-def _have_numba() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is in the test extra
-        return False
-    return True
 
 
 def _variance(xp: Any, variance: Any, n: int, h: int, w: int) -> Any:

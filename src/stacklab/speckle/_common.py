@@ -9,60 +9,21 @@ in object pixels; a region of interest is ``[ss0, ss1, fs0, fs1]`` (a slice of t
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..backend import get_xp, is_cupy, to_numpy
+from ..backend import get_xp, is_cupy, load_kernels, to_numpy
 from ..errors import ShapeError
 
 logger = logging.getLogger(__name__)
 
-_NUMBA_LOCK = threading.Lock()
-
 
 def numba_kernels() -> ModuleType | None:
-    """Return the compiled-kernel module, or None when numba is not installed."""
-    try:
-        from . import _numba_kernels
-    except ImportError:  # pragma: no cover - exercised only without the [fast] extra
-        return None
-    return _numba_kernels
-
-
-def call_numba(kernel: Callable, *args: Any) -> Any:
-    """Call a parallel numba kernel; calls from worker threads are serialised."""
-    if threading.current_thread() is threading.main_thread():
-        return kernel(*args)
-    with _NUMBA_LOCK:
-        return kernel(*args)
-
-
-def use_numba(xp: ModuleType, backend: str) -> bool:
-    """Decide between the numba kernels (``True``) and the vectorized ``xp`` code.
-
-    Parameters
-    ----------
-    xp : module
-        Array module of the data.
-    backend : {"auto", "numba", "xp"}
-        ``"auto"`` uses numba for NumPy data when it is installed.
-    """
-    if backend not in ("auto", "numba", "xp"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'xp', got {backend!r}")
-    if backend == "xp":
-        return False
-    if xp is not np:
-        if backend == "numba":
-            raise TypeError("backend='numba' needs NumPy (CPU) arrays; got device arrays")
-        return False
-    available = numba_kernels() is not None
-    if backend == "numba" and not available:
-        raise ImportError("backend='numba' needs numba: pip install 'stacklab[fast]'")
-    return available
+    """Return :mod:`._numba_kernels`, or None when numba is not installed."""
+    return load_kernels(f"{__package__}._numba_kernels")
 
 
 def as_array(xp: ModuleType, a: Any) -> Any:
@@ -136,6 +97,67 @@ def check_whitefield(xp: ModuleType, W: Any, shape: tuple[int, int], good: Any) 
             "have W <= 0 or NaN (mask them, or fill them with make_whitefield)"
         )
     return W
+
+
+def check_scan(data: Any, mask: Any, W: Any, roi: Any) -> tuple[ModuleType, Any, Any, Any]:
+    """Validate the frames, mask, region of interest and whitefield of a scan together.
+
+    Parameters
+    ----------
+    data : array of shape (N, M, L)
+        Frames (see :func:`check_stack`).
+    mask : bool array of shape (M, L) or None
+        True for good pixels (None: all good).
+    W : array of shape (M, L)
+        Whitefield, > 0 and finite on every good pixel.
+    roi : sequence of 4 int or None
+        ``[ss0, ss1, fs0, fs1]`` (None: the whole frame).
+
+    Returns
+    -------
+    xp : module
+        Array module of ``data``.
+    data : array of shape (N, M, L)
+        float32 or float64.
+    good : bool array of shape (M, L)
+        Good pixels inside the region of interest.
+    W : float64 array of shape (M, L)
+
+    Raises
+    ------
+    ShapeError
+        For mismatched shapes.
+    ValueError
+        If no good pixel is left, or ``W`` <= 0 or NaN on a good pixel.
+    """
+    xp, data = check_stack(data)
+    shape = tuple(data.shape[1:])
+    good = check_mask(xp, mask, shape) & roi_mask(xp, shape, roi)
+    if not bool(xp.any(good)):
+        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
+    return xp, data, good, check_whitefield(xp, W, shape, good)
+
+
+def gather_points(data: Any, idx: Any, W: Any, u: Any) -> tuple[Any, Any, Any, Any]:
+    """The pixels ``idx`` (flat indices into (M, L)) of the frames, whitefield and pixel map.
+
+    Returns
+    -------
+    values : array of shape (N, P)
+    w : array of shape (P,)
+    u_ss, u_fs : arrays of shape (P,)
+    """
+    n_frames = data.shape[0]
+    return data.reshape(n_frames, -1)[:, idx], W.ravel()[idx], u[0].ravel()[idx], u[1].ravel()[idx]
+
+
+def kernel_points(values: Any, w: Any, uy: Any, ux: Any, dij: Any, n0: float, m0: float) -> tuple:
+    """The leading arguments of the point kernels of :mod:`._numba_kernels`, C-contiguous.
+
+    ``(values, w, uy, ux, dij[:, 0], dij[:, 1], n0, m0)`` with NumPy arrays and float offsets.
+    """
+    c = np.ascontiguousarray
+    return c(values), c(w), c(uy), c(ux), c(dij[:, 0]), c(dij[:, 1]), float(n0), float(m0)
 
 
 def check_pixel_map(xp: ModuleType, pixel_map: Any, shape: tuple[int, int]) -> Any:

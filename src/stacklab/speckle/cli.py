@@ -14,19 +14,26 @@ nothing is written when the run fails. Lengths accept a unit: ``0.4mm``, ``400um
 from __future__ import annotations
 
 import logging
-import re
 import time
-from pathlib import Path
 from typing import Any
 
 import click
+
+from ..cli.options import (
+    EXISTING_FILE,
+    NEW_FILE,
+    LengthType,
+    output_option,
+    progress_option,
+    seed_option,
+)
 
 __all__ = ["parse_metres", "speckle"]
 
 logger = logging.getLogger(__name__)
 
-_UNITS = {"m": 1.0, "": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "nm": 1e-9}
-_LENGTH = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµμ]*)\s*$")
+#: Option type of lengths in metres (a bare number is in metres).
+METRES = LengthType("m", "0.4mm, 400um or 4e-4 (metres)")
 
 
 def parse_metres(text: str | float, name: str = "length") -> float:
@@ -49,32 +56,7 @@ def parse_metres(text: str | float, name: str = "length") -> float:
     click.BadParameter
         For an unreadable value or unknown unit.
     """
-    if isinstance(text, int | float):
-        return float(text)
-    match = _LENGTH.match(str(text))
-    unit = match.group(2).replace("μ", "µ") if match else None
-    if unit == "µm":
-        unit = "um"
-    if match is None or unit not in _UNITS:
-        raise click.BadParameter(
-            f"{text!r} is not a length; write e.g. 0.4mm, 400um or 4e-4 (metres)", param_hint=name
-        )
-    return float(match.group(1)) * _UNITS[unit]
-
-
-class _Metres(click.ParamType):
-    name = "LENGTH"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_metres(value, param.opts[0] if param else "length")
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-
-
-METRES = _Metres()
+    return METRES.parse(text, name)
 
 
 def _pair(text: str, name: str) -> tuple[int, int]:
@@ -109,7 +91,7 @@ def speckle() -> None:
 
 
 @speckle.command("run")
-@click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("scan", type=EXISTING_FILE)
 @click.option(
     "--defocus", type=METRES, default=None, help="Focus-to-sample distance (default: fit)."
 )
@@ -126,22 +108,16 @@ def speckle() -> None:
 @click.option("--iterations", type=int, default=2, show_default=True, help="Refinement rounds.")
 @click.option("--roi", default="auto", show_default=True, help="auto, full or ss0,ss1,fs0,fs1.")
 @click.option("--refine-translations", is_flag=True, help="Also refine the translations.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write /speckle_tracking here instead of into SCAN.",
-)
+@output_option("Write /speckle_tracking here instead of into SCAN.", required=False)
 @click.option(
     "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="HTML report (default: SCAN with suffix _speckle.html).",
 )
 @click.option("--no-report", is_flag=True, help="Write no HTML report.")
 @click.option("--no-write", is_flag=True, help="Do not write results into a CXI file.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@progress_option()
 def run_command(
     scan,
     defocus,
@@ -214,13 +190,7 @@ def run_command(
 
 
 @speckle.command("simulate")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="CXI file to write.",
-)
+@output_option("CXI file to write.")
 @click.option("--shape", default="128x128", show_default=True, help="Detector MxL (ss x fs).")
 @click.option("--grid", default="7x7", show_default=True, help="Scan positions (ss x fs).")
 @click.option("--step", type=float, default=3.0, show_default=True, help="Scan step, object px.")
@@ -233,11 +203,11 @@ def run_command(
 @click.option("--dead", type=int, default=0, show_default=True, help="Dead pixels.")
 @click.option(
     "--truth",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="Also write the ground truth (.npz).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 def simulate_command(
     output, shape, grid, step, defocus, dz, distance, aberration, photons, hot, dead, truth, seed
 ) -> None:

@@ -15,17 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import call_numba, use_numba
 from ._common import (
     as_array,
-    call_numba,
-    check_mask,
     check_pixel_map,
-    check_stack,
+    check_scan,
     check_translations,
-    check_whitefield,
     numba_kernels,
-    roi_mask,
-    use_numba,
 )
 from ._interp import sample
 
@@ -168,13 +164,8 @@ def calc_error(
         ``total``, ``frame`` (N,), ``pixel`` (M, L), ``residual`` (N, M, L), ``valid``,
         ``normalised``.
     """
-    xp, data = check_stack(data)
-    n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    W = check_whitefield(xp, W, (m, n), good)
-    check_translations(xp, dij_n, n_frames)
+    xp, data, good, W = check_scan(data, mask, W, roi)
+    check_translations(xp, dij_n, data.shape[0])
     model = forward_model(xp.where(good, W, 1.0), O, pixel_map, n0, m0, dij_n, backend=backend)
     valid = good[None] & ~xp.isnan(model)
     res = xp.where(valid, (data.astype(xp.float64) - xp.where(valid, model, 0.0)) ** 2, 0.0)

@@ -37,12 +37,9 @@ from ..core.masks import fill_masked
 from ..core.shifts import fourier_shift
 from ._common import (
     as_pair,
-    check_mask,
     check_pixel_map,
-    check_stack,
+    check_scan,
     check_translations,
-    check_whitefield,
-    roi_mask,
 )
 from .phase import integrate_gradient
 
@@ -334,12 +331,8 @@ def estimate_pixel_map(
     ValueError
         If there is no usable pair of frames or every pixel is masked.
     """
-    xp, data = check_stack(data)
+    xp, data, good, W = check_scan(data, mask, W, roi)
     n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    W = check_whitefield(xp, W, (m, n), good)
     dij = check_translations(xp, dij_n, n_frames)
     if refine and pixel_map is None:
         raise ValueError("refine=True needs the current pixel_map")

@@ -23,20 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_xp, ndimage, to_numpy
+from ..backend import call_numba, get_xp, ndimage, to_numpy, use_numba
 from ..core.peaks import quadratic_peak_2d
 from ..errors import ShapeError, check_positive
 from ._common import (
     as_array,
-    call_numba,
     check_mask,
     check_pixel_map,
-    check_stack,
+    check_scan,
     check_translations,
-    check_whitefield,
+    gather_points,
+    kernel_points,
     numba_kernels,
     roi_mask,
-    use_numba,
     window_offsets,
 )
 from ._interp import sample
@@ -197,24 +196,33 @@ def _offset_grid(h_ss: int, h_fs: int, step: float) -> np.ndarray:
     return np.stack(np.meshgrid(s, f, indexing="ij"), axis=-1).reshape(-1, 2)
 
 
+def _search_inputs(data, mask, W, O, pixel_map, dij_n, roi, search_window, step):  # noqa: E741
+    """Checked inputs of the shift searches (:func:`update_pixel_map`, :func:`update_translations`).
+
+    Returns ``(xp, data, good, W, u, dij, obj, (h_ss, h_fs), offsets)``: the checked stack, good
+    pixels, whitefield, pixel map, translations, reference image (float64), the half widths of
+    the search window and the (K, 2) grid of trial offsets (NumPy, in pixels).
+    """
+    xp, data, good, W = check_scan(data, mask, W, roi)
+    n_frames, m, n = data.shape
+    u = check_pixel_map(xp, pixel_map, (m, n))
+    dij = check_translations(xp, dij_n, n_frames)
+    obj = as_array(xp, O).astype(xp.float64)
+    if obj.ndim != 2:
+        raise ShapeError(f"O must be a 2-D reference image (U, V), got shape {tuple(obj.shape)}")
+    check_positive(step, "step")
+    h_ss, h_fs = window_offsets(search_window, one_d=(m == 1))
+    offsets = _offset_grid(h_ss, h_fs, float(step))
+    return xp, data, good, W, u, dij, obj, (h_ss, h_fs), offsets
+
+
 def _pixel_surfaces(xp, data, idx, W, u, dij, obj, n0, m0, offsets, min_count, backend):
     """Error surfaces (P, K) of the selected pixels for every offset."""
-    n_frames = data.shape[0]
-    d_np = data.reshape(n_frames, -1)[:, idx]
-    w = W.ravel()[idx]
-    uy = u[0].ravel()[idx]
-    ux = u[1].ravel()[idx]
+    d_np, w, uy, ux = gather_points(data, idx, W, u)
     if use_numba(xp, backend):
         return call_numba(
             numba_kernels().search_pixels,
-            np.ascontiguousarray(d_np.T),
-            np.ascontiguousarray(w),
-            np.ascontiguousarray(uy),
-            np.ascontiguousarray(ux),
-            np.ascontiguousarray(dij[:, 0]),
-            np.ascontiguousarray(dij[:, 1]),
-            float(n0),
-            float(m0),
+            *kernel_points(d_np.T, w, uy, ux, dij, n0, m0),
             np.ascontiguousarray(obj),
             np.ascontiguousarray(offsets),
             int(min_count),
@@ -381,20 +389,10 @@ def update_pixel_map(
     PixelMapUpdate
         ``pixel_map``, ``error_map``, ``shift``, ``refined``, ``error``.
     """
-    xp, data = check_stack(data)
+    xp, data, good, W, u, dij, obj, (h_ss, h_fs), offsets = _search_inputs(
+        data, mask, W, O, pixel_map, dij_n, roi, search_window, step
+    )
     n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    W = check_whitefield(xp, W, (m, n), good)
-    u = check_pixel_map(xp, pixel_map, (m, n))
-    dij = check_translations(xp, dij_n, n_frames)
-    obj = as_array(xp, O).astype(xp.float64)
-    if obj.ndim != 2:
-        raise ShapeError(f"O must be a 2-D reference image (U, V), got shape {tuple(obj.shape)}")
-    check_positive(step, "step")
-    h_ss, h_fs = window_offsets(search_window, one_d=(m == 1))
-    offsets = _offset_grid(h_ss, h_fs, float(step))
     min_count = max(1, n_frames // 2) if min_frames is None else int(min_frames)
     idx = xp.flatnonzero(good.ravel())
     surf = _pixel_surfaces(
@@ -597,21 +595,11 @@ class TranslationUpdate:
 
 def _frame_surfaces(xp, data, idx, W, u, dij, obj, n0, m0, offsets, backend):
     n_frames = data.shape[0]
-    d_np = data.reshape(n_frames, -1)[:, idx]
-    w = W.ravel()[idx]
-    uy = u[0].ravel()[idx]
-    ux = u[1].ravel()[idx]
+    d_np, w, uy, ux = gather_points(data, idx, W, u)
     if use_numba(xp, backend):
         err, cnt = call_numba(
             numba_kernels().search_frames,
-            np.ascontiguousarray(d_np),
-            np.ascontiguousarray(w),
-            np.ascontiguousarray(uy),
-            np.ascontiguousarray(ux),
-            np.ascontiguousarray(dij[:, 0]),
-            np.ascontiguousarray(dij[:, 1]),
-            float(n0),
-            float(m0),
+            *kernel_points(d_np, w, uy, ux, dij, n0, m0),
             np.ascontiguousarray(obj),
             np.ascontiguousarray(offsets),
         )
@@ -675,20 +663,9 @@ def update_translations(
     TranslationUpdate
         ``dij_n`` (N, 2), ``shift``, ``refined``, ``error``.
     """
-    xp, data = check_stack(data)
-    n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    W = check_whitefield(xp, W, (m, n), good)
-    u = check_pixel_map(xp, pixel_map, (m, n))
-    dij = check_translations(xp, dij_n, n_frames)
-    obj = as_array(xp, O).astype(xp.float64)
-    if obj.ndim != 2:
-        raise ShapeError(f"O must be a 2-D reference image (U, V), got shape {tuple(obj.shape)}")
-    check_positive(step, "step")
-    h_ss, h_fs = window_offsets(search_window, one_d=(m == 1))
-    offsets = _offset_grid(h_ss, h_fs, float(step))
+    xp, data, good, W, u, dij, obj, (h_ss, h_fs), offsets = _search_inputs(
+        data, mask, W, O, pixel_map, dij_n, roi, search_window, step
+    )
     idx = xp.flatnonzero(good.ravel())
     err, cnt = _frame_surfaces(
         xp, data, idx, W, u, dij, obj, float(n0), float(m0), xp.asarray(offsets), backend

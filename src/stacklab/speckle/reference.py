@@ -23,17 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import ndimage, to_numpy
+from ..backend import call_numba, ndimage, to_numpy, use_numba
 from ._common import (
-    call_numba,
-    check_mask,
     check_pixel_map,
-    check_stack,
+    check_scan,
     check_translations,
-    check_whitefield,
+    gather_points,
+    kernel_points,
     numba_kernels,
-    roi_mask,
-    use_numba,
 )
 from ._interp import sample, splat
 
@@ -188,12 +185,8 @@ def make_reference(
     ValueError
         If every pixel is masked, or W <= 0 on a good pixel.
     """
-    xp, data = check_stack(data)
+    xp, data, good, W = check_scan(data, mask, W, roi)
     n_frames, m, n = data.shape
-    good = check_mask(xp, mask, (m, n)) & roi_mask(xp, (m, n), roi)
-    if not bool(xp.any(good)):
-        raise ValueError("mask has no good pixel: the whole detector (or roi) is masked")
-    W = check_whitefield(xp, W, (m, n), good)
     u = check_pixel_map(xp, pixel_map, (m, n))
     dij = check_translations(xp, dij_n, n_frames)
     g_n0, g_m0, g_shape = object_grid(u, dij, good)
@@ -232,22 +225,11 @@ def make_reference(
 def _splat_all(xp, data, good, W, u, dij, n0, m0, shape, backend):
     """Numerator, denominator and counts of the object update, (U, V) float64 each."""
     idx = xp.flatnonzero(good.ravel())
-    n_frames = data.shape[0]
-    d_np = data.reshape(n_frames, -1)[:, idx]
-    w = W.ravel()[idx]
-    uy = u[0].ravel()[idx]
-    ux = u[1].ravel()[idx]
+    d_np, w, uy, ux = gather_points(data, idx, W, u)
     if use_numba(xp, backend):
         return call_numba(
             numba_kernels().splat_points,
-            np.ascontiguousarray(d_np),
-            np.ascontiguousarray(w),
-            np.ascontiguousarray(uy),
-            np.ascontiguousarray(ux),
-            np.ascontiguousarray(dij[:, 0]),
-            np.ascontiguousarray(dij[:, 1]),
-            float(n0),
-            float(m0),
+            *kernel_points(d_np, w, uy, ux, dij, n0, m0),
             int(shape[0]),
             int(shape[1]),
         )
@@ -261,22 +243,11 @@ def _splat_all(xp, data, good, W, u, dij, n0, m0, shape, backend):
 def _refine(xp, obj, den, data, good, W, u, dij, n0, m0, backend):
     """One least-squares sweep of the reference (see ``iterations``)."""
     idx = xp.flatnonzero(good.ravel())
-    n_frames = data.shape[0]
-    d_np = data.reshape(n_frames, -1)[:, idx]
-    w = W.ravel()[idx]
-    uy = u[0].ravel()[idx]
-    ux = u[1].ravel()[idx]
+    d_np, w, uy, ux = gather_points(data, idx, W, u)
     if use_numba(xp, backend):
         return call_numba(
             numba_kernels().refine_points,
-            np.ascontiguousarray(d_np),
-            np.ascontiguousarray(w),
-            np.ascontiguousarray(uy),
-            np.ascontiguousarray(ux),
-            np.ascontiguousarray(dij[:, 0]),
-            np.ascontiguousarray(dij[:, 1]),
-            float(n0),
-            float(m0),
+            *kernel_points(d_np, w, uy, ux, dij, n0, m0),
             np.ascontiguousarray(obj),
             np.ascontiguousarray(den),
         )

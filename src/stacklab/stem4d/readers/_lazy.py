@@ -17,34 +17,16 @@ from typing import Any
 import numpy as np
 
 from ...errors import FileFormatError
-from ...io._common import normalize_index
+from ...io._common import LazyArray, normalize_index
 
 __all__ = ["ConcatFrames", "LazyFrames", "MemmapFrames"]
 
 
-class LazyFrames:
+class LazyFrames(LazyArray):
     """Base class: subclasses set ``shape``/``dtype`` and implement ``_read(start, stop)``."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
-
-    @property
-    def ndim(self) -> int:
-        """Number of dimensions (3)."""
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Size in bytes once read."""
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def _read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -88,9 +70,8 @@ class LazyFrames:
             return self._read(lo, hi)[uniq - lo][inverse]
         return np.stack([self._read(int(i), int(i) + 1)[0] for i in uniq])[inverse]
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = self._read(0, self.shape[0])
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+    def _read_all(self) -> np.ndarray:
+        return self._read(0, self.shape[0])
 
 
 class MemmapFrames(LazyFrames):
