@@ -2,10 +2,11 @@
 
 Same cube as ``stem4d_count`` (12 isolated hot pixels and 4 adjacent hot pairs, about 800 ADU
 above the dark level in every frame). stacklab: :func:`stacklab.stem4d.filter_hot_pixels`
-(vectorized detection against the median of the 8 neighbours in the mean of ``N_FRAMES`` = 128
-evenly spaced frames, hot pixels being a property of the detector; median repair of every frame
-from unmasked neighbours). Set ``N_FRAMES = None`` to summarize all frames like py4DSTEM;
-both find the same pixels here.
+(detection against the median of the 8 neighbours in the mean pattern of all 1024 frames, as
+py4DSTEM; median repair of every frame from unmasked neighbours). For an in-memory integer cube
+this is one pass that copies the cube into the output while summing it, then an in-place repair
+of the bad pixels only. ``N_FRAMES = 128`` would detect from 128 evenly spaced frames instead
+(same pixels here, hot pixels being a property of the detector).
 
 Reference: py4DSTEM 0.14.18 ``filter_hot_pixels(thresh=200, ind_compare=2)``
 (order-statistic test, then a Python loop over frames x hot pixels); ``ind_compare=2`` so that it
@@ -23,8 +24,8 @@ import numpy as np
 NAME = "stem4d_hotpix"
 REFERENCE_PACKAGE = "py4dstem"
 
-#: Frames summarized for the detection (evenly spaced; None: all 1024, as py4DSTEM does).
-N_FRAMES = 128
+#: Frames summarized for the detection (None: all 1024, as py4DSTEM does; an int: evenly spaced).
+N_FRAMES = None
 
 SIM = dict(
     scan_shape=(32, 32),

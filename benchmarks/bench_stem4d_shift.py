@@ -6,8 +6,14 @@ stacklab: :func:`stacklab.stem4d.shift_patterns` (batched real FFTs, float32 sta
 Reference: py4DSTEM 0.14.18 ``datacube_diffraction_shift(periodic=True, bilinear=False)``
 (``get_shifted_ar`` frame by frame, complex128 FFTs).
 
-Accuracy: largest error of 16 sampled patterns relative to their maximum, against a float64
-complex-FFT shift computed in ``make_data`` (the real part of ``ifft2(fft2(f) * ramp)``).
+Accuracy: largest error of 16 sampled patterns relative to their maximum, against float64 shifts
+computed in ``make_data``: ``max_rel_err_sampled`` against the band-limited shift with the
+Nyquist terms split symmetrically (stacklab's convention, separable and mirror-symmetric: the
+(Nyquist, Nyquist) corner term gets ``cos(pi dy) cos(pi dx)``), ``max_rel_err_complex_real``
+against the real part of ``ifft2(fft2(f) * ramp)`` (py4DSTEM's convention, ``cos(pi (dy + dx))``
+at that corner). Both detector axes are even, so the two references differ (by about 3e-5 of
+the maximum on this smooth data, 1e-3 on noisy data); each side is exact against its own
+convention only.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ def errors(out, data):
     import numpy as np
     flat = out.reshape(-1, *out.shape[-2:])[data["sample_idx"]].astype(np.float64)
     ref = data["sample_expected"]
-    return {"max_rel_err_sampled": float(np.abs(flat - ref).max() / np.abs(ref).max())}
+    cplx = data["sample_complex_real"]
+    return {"max_rel_err_sampled": float(np.abs(flat - ref).max() / np.abs(ref).max()),
+            "max_rel_err_complex_real": float(np.abs(flat - cplx).max() / np.abs(cplx).max())}
 """
 _ns: dict = {}
 exec(ERR_SRC, _ns)
@@ -55,8 +63,20 @@ def make_data(seed: int) -> dict[str, np.ndarray]:
         * np.pi
         * (k[None, :, None] * s[:, 0, None, None] + k[None, None, :] * s[:, 1, None, None])
     )
-    expected = np.real(np.fft.ifft2(np.fft.fft2(flat) * ramp))
-    return {"cube": cube, "shifts": shifts, "sample_idx": idx, "sample_expected": expected}
+    complex_real = np.real(np.fft.ifft2(np.fft.fft2(flat) * ramp))
+    # symmetric Nyquist split: the corner term gets cos(pi dy) cos(pi dx) instead of
+    # cos(pi (dy + dx)), i.e. sin(pi dy) sin(pi dx) C / (H W) (-1)^(i + j) more
+    cb = (-1.0) ** np.add.outer(np.arange(128), np.arange(128))
+    corner = (flat * cb).sum(axis=(-2, -1))
+    amp = corner * np.sin(np.pi * s[:, 0]) * np.sin(np.pi * s[:, 1]) / (128 * 128)
+    expected = complex_real + amp[:, None, None] * cb
+    return {
+        "cube": cube,
+        "shifts": shifts,
+        "sample_idx": idx,
+        "sample_expected": expected,
+        "sample_complex_real": complex_real,
+    }
 
 
 def run_stacklab(data: dict[str, np.ndarray]) -> dict[str, float]:

@@ -118,6 +118,71 @@ def test_binning_conserves_sum_of_trimmed_area(data, fy, fx):
     np.testing.assert_allclose(mean * (fy * fx), out, rtol=1e-12)
 
 
+def _reshape_sum(a, fy, fx, dtype):
+    h, w = a.shape[-2:]
+    t = a[..., : (h // fy) * fy, : (w // fx) * fx]
+    return t.reshape(*a.shape[:-2], h // fy, fy, w // fx, fx).sum(axis=(-3, -1), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "dtype, acc",
+    [
+        (np.uint8, np.uint64),
+        (np.uint16, np.uint64),
+        (np.uint32, np.uint64),
+        (np.uint64, np.uint64),
+        (np.int8, np.int64),
+        (np.int16, np.int64),
+        (np.int32, np.int64),
+        (np.int64, np.int64),
+        (np.bool_, np.int64),
+    ],
+)
+@pytest.mark.parametrize("factor", [(1, 1), (2, 2), (3, 2), (1, 4), (5, 3)])
+def test_strided_integer_path_matches_reshape_sum(dtype, acc, factor):
+    """The strided fast path gives the reshape-and-sum's values and dtype, full-scale data."""
+    rng = np.random.default_rng(7)
+    if dtype is np.bool_:
+        stack = rng.random((3, 17, 13)) > 0.5
+    else:
+        info = np.iinfo(dtype)
+        lo, hi = max(info.min, -(2**40)), min(info.max, 2**40)  # no 64-bit wrap in the sums
+        stack = rng.integers(lo, hi, size=(3, 17, 13), dtype=dtype, endpoint=True)
+        stack[0, :6, :6] = info.max  # full-scale corner: the narrow accumulators must not wrap
+        if info.min < 0:
+            stack[1, :6, :6] = info.min
+    out = bin_frames(stack, factor)
+    ref = _reshape_sum(stack, *factor, acc)
+    assert out.dtype == acc
+    np.testing.assert_array_equal(out, ref)
+    mean = bin_frames(stack, factor, reduce="mean")
+    ref_mean = _reshape_sum(stack, *factor, np.float64) / (factor[0] * factor[1])
+    assert mean.dtype == np.float64
+    if dtype not in (np.uint64, np.int64):
+        np.testing.assert_array_equal(mean, ref_mean)  # bit-identical to the float64 mean
+    else:
+        np.testing.assert_allclose(mean, ref_mean, rtol=1e-15)
+
+
+def test_strided_path_pieces_views_and_scan_axes_last():
+    """Inputs larger than one piece, non-contiguous views and a transposed 4-D scan."""
+    rng = np.random.default_rng(8)
+    cube = rng.integers(0, 65536, size=(6, 5, 64, 72), dtype=np.uint16)  # 2.8 MB: 3 pieces
+    np.testing.assert_array_equal(bin_frames(cube, 2), _reshape_sum(cube, 2, 2, np.uint64))
+    np.testing.assert_array_equal(
+        bin_frames(cube, (3, 4), dtype=np.uint32), _reshape_sum(cube, 3, 4, np.uint64)
+    )
+    assert bin_frames(cube, (3, 4), dtype=np.uint32).dtype == np.uint32
+    view = cube[:, ::2, 3:, 1:-1]
+    np.testing.assert_array_equal(bin_frames(view, 3), _reshape_sum(view, 3, 3, np.uint64))
+    moved = np.moveaxis(cube, (0, 1), (2, 3))  # (64, 72, 6, 5): scan binning as bin_scan does
+    got = bin_frames(moved, (2, 1))
+    np.testing.assert_array_equal(got, _reshape_sum(moved, 2, 1, np.uint64))
+    before = cube.copy()
+    bin_frames(cube, 2, reduce="mean")
+    np.testing.assert_array_equal(cube, before)
+
+
 @needs_golden
 @pytest.mark.parametrize(
     "name", ["bin2D__f64_13x10_f2.npz", "bin2D__f64_13x10_f3.npz", "bin2D__u16_13x10_f2.npz"]

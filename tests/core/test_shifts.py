@@ -142,6 +142,67 @@ def test_fourier_float32_complex_and_inputs_untouched():
         fourier_shift(field, [1, 1])
 
 
+def _checkerboard(shape):
+    return (-1.0) ** np.add.outer(np.arange(shape[0]), np.arange(shape[1]))
+
+
+def _complex_real_part(img, shift):
+    """Re ifft2(fft2(img) exp(-2 pi i k.d)): the complex shift's real part (py4DSTEM's rule)."""
+    return fourier_shift(img.astype(np.complex128), shift, real=False).real
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (8, 7), (7, 6)])
+def test_fourier_nyquist_terms_known_answer(shape):
+    """Nyquist row/column get cos(pi d); the (Nyquist, Nyquist) corner cos(pi dy) cos(pi dx)."""
+    dy, dx = 0.3, -1.2
+    rows = np.arange(shape[0])[:, None] * np.ones(shape[1])
+    cols = np.ones(shape[0])[:, None] * np.arange(shape[1])
+    if shape[0] % 2 == 0:
+        row_wave = (-1.0) ** rows
+        got = fourier_shift(row_wave, [dy, dx])
+        np.testing.assert_allclose(got, np.cos(np.pi * dy) * row_wave, atol=1e-12)
+    if shape[1] % 2 == 0:
+        col_wave = (-1.0) ** cols
+        got = fourier_shift(col_wave, [dy, dx])
+        np.testing.assert_allclose(got, np.cos(np.pi * dx) * col_wave, atol=1e-12)
+    if shape[0] % 2 == 0 and shape[1] % 2 == 0:
+        cb = _checkerboard(shape)
+        got = fourier_shift(cb, [dy, dx])
+        factor = np.cos(np.pi * dy) * np.cos(np.pi * dx)
+        np.testing.assert_allclose(got, factor * cb, atol=1e-12)
+        # the real part of the complex shift gives cos(pi (dy + dx)) instead
+        other = _complex_real_part(cb, [dy, dx])
+        np.testing.assert_allclose(other, np.cos(np.pi * (dy + dx)) * cb, atol=1e-12)
+        print(f"corner factor: {factor:.4f} (complex real part: {np.cos(np.pi * (dy + dx)):.4f})")
+
+
+def test_fourier_even_even_is_separable_and_mirror_symmetric():
+    rng = np.random.default_rng(5)
+    img = rng.normal(100.0, 10.0, (12, 10))  # both axes even, with Nyquist content
+    dy, dx = 0.37, -1.61
+    full = fourier_shift(img, [dy, dx])
+    # separable: the row shift then the column shift
+    np.testing.assert_allclose(
+        fourier_shift(fourier_shift(img, [dy, 0.0]), [0.0, dx]), full, atol=1e-10
+    )
+    # mirror-symmetric: mirror, shift by (dy, -dx), mirror back
+    mirrored = fourier_shift(img[:, ::-1], [dy, -dx])[:, ::-1]
+    np.testing.assert_allclose(mirrored, full, atol=1e-10)
+    flipped = fourier_shift(img[::-1], [-dy, dx])[::-1]
+    np.testing.assert_allclose(flipped, full, atol=1e-10)
+    # the complex real part (py4DSTEM's rule) is neither; it differs from ours by the corner
+    # term sin(pi dy) sin(pi dx) C / (H W) (-1)^(i + j), C = sum img (-1)^(i + j)
+    other = _complex_real_part(img, [dy, dx])
+    other_mirrored = _complex_real_part(img[:, ::-1], [dy, -dx])[:, ::-1]
+    cb = _checkerboard(img.shape)
+    corner = (img * cb).sum()
+    expected = np.sin(np.pi * dy) * np.sin(np.pi * dx) * corner / img.size * cb
+    np.testing.assert_allclose(full - other, expected, atol=1e-10)
+    asym = np.abs(other - other_mirrored).max()
+    print(f"complex real part: mirror asymmetry {asym:.3f} on data of mean 100")
+    assert asym > 0.05
+
+
 @pytest.mark.parametrize("func", [fourier_shift, bilinear_shift])
 def test_bad_shifts_raise(func):
     stack = np.zeros((3, 8, 8))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +45,52 @@ def _sum_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind in "fc":
         return dtype
     raise TypeError(f"stack must be numeric, got dtype {dtype}")
+
+
+def _strided_sum(arr: Any, fy: int, fx: int, acc: np.dtype) -> Any:
+    """Block sums of integer (or bool) frames by strided additions, rows first, then columns.
+
+    ``arr`` (..., H, W) is already trimmed to whole blocks. The row pass accumulates in the
+    narrowest integer type that cannot overflow (32 bit for 8/16-bit data and moderate factors),
+    and both passes are plain strided adds: several times faster than a reshape-and-sum over
+    two non-adjacent axes, and no copy of a non-contiguous input. Same values as
+    ``arr.reshape(..., H // fy, fy, W // fx, fx).sum(axis=(-3, -1), dtype=acc)`` (integer sums
+    are exact in any order).
+    """
+    xp = get_xp(arr)
+    kind = arr.dtype.kind
+    bits = arr.dtype.itemsize * 8 + math.ceil(math.log2(fy * fx)) + (1 if kind == "i" else 0)
+    mid = acc if bits > 32 else np.dtype(np.uint32 if kind == "u" else np.int32)
+    rows = arr[..., 0::fy, :].astype(mid)
+    for k in range(1, fy):
+        rows += arr[..., k::fy, :]
+    if fx == 1:
+        return rows.astype(acc, copy=False)
+    out = xp.add(rows[..., 0::fx], rows[..., 1::fx], dtype=acc)
+    for k in range(2, fx):
+        out += rows[..., k::fx]
+    return out
+
+
+#: Bytes of input summed per piece by the strided integer path (the piece and its partial sums
+#: stay in cache between the row and column passes).
+_PIECE_BYTES = 1 << 20
+
+
+def _integer_block_sums(arr: Any, fy: int, fx: int, acc: np.dtype) -> Any:
+    """:func:`_strided_sum` over pieces of the first axis of about ``_PIECE_BYTES`` each."""
+    if arr.ndim < 3 or arr.nbytes <= _PIECE_BYTES:
+        return _strided_sum(arr, fy, fx, acc)
+    per = max(1, _PIECE_BYTES // max(1, arr[0].nbytes))
+    first = _strided_sum(arr[:per], fy, fx, acc)
+    if per >= arr.shape[0]:
+        return first
+    xp = get_xp(arr)
+    out = xp.empty((arr.shape[0], *first.shape[1:]), dtype=acc)
+    out[:per] = first
+    for i in range(per, arr.shape[0], per):
+        out[i : i + per] = _strided_sum(arr[i : i + per], fy, fx, acc)
+    return out
 
 
 def bin_frames(
@@ -88,6 +135,14 @@ def bin_frames(
     ValueError
         For a bad ``factor`` or ``reduce``, or an integer ``dtype`` that cannot hold the sums.
 
+    Notes
+    -----
+    Integer and boolean data in memory (NumPy/CuPy) are summed by strided additions, rows then
+    columns, over pieces of about 1 MiB (the row pass in 32 bit where that cannot overflow): no
+    copy of the input, several times faster than summing a 6-D reshaped view, and the same
+    values, since integer sums are exact in any order (the float64 mean of integers as well,
+    while the block sums stay below 2**53). Float data and Dask arrays are reshaped and summed.
+
     Examples
     --------
     >>> import numpy as np
@@ -121,10 +176,19 @@ def bin_frames(
     trimmed = arr[..., : out_rows * fy, : out_cols * fx]
     if is_dask(trimmed):
         trimmed = trimmed.rechunk({trimmed.ndim - 2: -1, trimmed.ndim - 1: -1})
-    blocks = trimmed.reshape(*arr.shape[:-2], out_rows, fy, out_cols, fx)
-    axes = (blocks.ndim - 3, blocks.ndim - 1)
+    # integer data in memory: strided sums (exact, so the same values as the reshape-and-sum)
+    fast = in_dtype.kind in "biu" and not is_dask(trimmed)
+    if fast and reduce == "mean":
+        # the float64 mean of integers is their exact sum / count as long as sums stay < 2^53
+        bits = in_dtype.itemsize * 8 + math.ceil(math.log2(fy * fx))
+        fast = (dtype is None or np.dtype(dtype) == np.float64) and bits <= 53
+    blocks = trimmed.reshape(*arr.shape[:-2], out_rows, fy, out_cols, fx) if not fast else None
+    axes = (arr.ndim - 1, arr.ndim + 1)
     if reduce == "sum":
-        out = blocks.sum(axis=axes, dtype=acc)
+        if fast:
+            out = _integer_block_sums(trimmed, fy, fx, acc)
+        else:
+            out = blocks.sum(axis=axes, dtype=acc)
         if dtype is not None:
             target = np.dtype(dtype)
             if target.kind in "iub" and target != acc and not is_dask(out) and out.size:
@@ -143,6 +207,8 @@ def bin_frames(
             raise TypeError(
                 f"dtype must be a float or complex dtype for reduce='mean', got {dtype}"
             )
+    if fast:
+        return _integer_block_sums(trimmed, fy, fx, acc).astype(np.float64) / (fy * fx)
     return blocks.mean(axis=axes, dtype=np.result_type(mean_dtype, np.float32)).astype(
         mean_dtype, copy=False
     )

@@ -72,10 +72,10 @@ def fourier_shift(stack: Any, shifts: Any, *, real: bool = True) -> Any:
     real : bool, optional
         True (default): real transforms (``rfft2``/``irfft2``) for real data; the output is real.
         On an even axis the Nyquist term, which has no partner frequency, is multiplied by
-        ``cos(pi d)`` (the real part of its phase factor, i.e. the term is split symmetrically
-        between ``+-1/2`` cycle/pixel), so real input stays real. False: complex transforms for
-        complex data; every frequency, Nyquist included (taken at ``-1/2``), gets
-        ``exp(-2 pi i k d)``.
+        ``cos(pi d)`` (the term is split symmetrically between ``+-1/2`` cycle/pixel), so real
+        input stays real; see Notes for the corner of an image with both axes even. False:
+        complex transforms for complex data; every frequency, Nyquist included (taken at
+        ``-1/2``), gets ``exp(-2 pi i k d)``.
 
     Returns
     -------
@@ -90,6 +90,32 @@ def fourier_shift(stack: Any, shifts: Any, *, real: bool = True) -> Any:
         If ``shifts`` holds NaN or inf.
     TypeError
         For complex ``stack`` with ``real=True``.
+
+    Notes
+    -----
+    Nyquist convention of the real shift. On an axis of even length ``N`` the DFT bin ``N/2``
+    stands for both ``+1/2`` and ``-1/2`` cycle/pixel. The real, band-limited interpolant of
+    such a term with the smallest norm gives both halves equal weight, ``cos(pi t)``, so a
+    shift by ``d`` multiplies it by ``cos(pi d)``; when both axes are even the
+    ``(N/2, M/2)`` corner term ``(-1)^(i + j)`` gets ``cos(pi dy) cos(pi dx)``. This is the
+    only choice that is at once
+
+    * real (real input gives real output),
+    * exact for integer shifts (``cos(pi k) = (-1)^k``: a ``np.roll``),
+    * separable (shifting by ``(dy, dx)`` equals shifting by ``(dy, 0)`` then ``(0, dx)``), and
+    * mirror-symmetric (mirroring a frame and shifting it by ``(dy, -dx)`` gives the mirror of
+      the frame shifted by ``(dy, dx)``);
+
+    shift-then-unshift is the identity for data without Nyquist content (the Nyquist terms
+    themselves are attenuated by ``cos^2``, with either convention).
+
+    The real part of the complex shift, ``Re ifft2(fft2(f) * exp(-2 pi i (ky dy + kx dx)))``
+    with ``fftfreq`` frequencies (py4DSTEM's ``get_shifted_ar``; ``scipy.ndimage.fourier_shift``
+    followed by ``.real``), agrees with this everywhere except at that corner, where it gives
+    ``cos(pi (dy + dx))``: the checkerboard is then treated as a wave along one diagonal, which
+    is neither separable nor mirror-symmetric (a shift of ``(1/2, 1/2)`` inverts a
+    checkerboard while ``(1/2, -1/2)`` leaves it unchanged). The two differ by
+    ``sin(pi dy) sin(pi dx) C / (H W) (-1)^(i + j)`` with ``C = sum f (-1)^(i + j)``.
     """
     xp = get_xp(stack, shifts)
     stack, shifts, batch = _prepare(xp, stack, shifts)

@@ -798,103 +798,27 @@ def _count_vectorized(
     return out
 
 
-_NUMBA_KERNEL = None
+_NUMBA_KERNELS: list[Any] = []
 
 
-def _numba_kernel():
-    """Compile (once, cached on disk) the CPU counting kernel; None without numba."""
-    global _NUMBA_KERNEL
-    if _NUMBA_KERNEL is not None:
-        return _NUMBA_KERNEL or None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is in the fast extra
-        _NUMBA_KERNEL = False
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def count_frames(block, deff, lim, background, xray, subpixel, out_f, out_r, out_c, out_s):
-        # deff: the dark reference with +inf at bad pixels, whose values are then -inf: never
-        # an event, never blocking a neighbour. lim[i, j]: raw values <= lim cannot exceed the
-        # background threshold (a cheap pre-test; lim is the maximum at bad pixels).
-        # Dark-subtracted rows i-1, i, i+1 live in a ring buffer padded with -inf, so border
-        # pixels need no special case and the neighbour test is branch-free.
-        n, h, w = block.shape
-        k = 0
-        cap = out_f.shape[0]
-        ninf = np.float32(-np.inf)
-        rows = np.full((3, w + 2), ninf, dtype=np.float32)
-        for f in range(n):
-            fr = block[f]
-            for j in range(w + 2):
-                rows[2, j] = ninf  # row -1
-            for j in range(w):
-                rows[0, j + 1] = np.float32(fr[0, j]) - deff[0, j]
-            for i in range(h):
-                cur = i % 3
-                prv = (i + 2) % 3
-                nxt = (i + 1) % 3
-                if i + 1 < h:
-                    for j in range(w):
-                        rows[nxt, j + 1] = np.float32(fr[i + 1, j]) - deff[i + 1, j]
-                else:
-                    for j in range(w + 2):
-                        rows[nxt, j] = ninf  # row h
-                for j in range(w):
-                    if fr[i, j] <= lim[i, j]:
-                        continue
-                    v = rows[cur, j + 1]
-                    if not (v > background) or v > xray:
-                        continue
-                    # strictly above the neighbours before it in raster order, at least equal
-                    # to those after it
-                    is_max = (
-                        (v > rows[prv, j])
-                        & (v > rows[prv, j + 1])
-                        & (v > rows[prv, j + 2])
-                        & (v > rows[cur, j])
-                        & (v >= rows[cur, j + 2])
-                        & (v >= rows[nxt, j])
-                        & (v >= rows[nxt, j + 1])
-                        & (v >= rows[nxt, j + 2])
-                    )
-                    if not is_max:
-                        continue
-                    if k >= cap:
-                        return -1
-                    out_f[k] = f
-                    out_r[k] = i
-                    out_c[k] = j
-                    if subpixel:
-                        tot = 0.0
-                        sr = 0.0
-                        sc = 0.0
-                        for di in range(-1, 2):
-                            slot = (i + di + 3) % 3
-                            for dj in range(-1, 2):
-                                u = rows[slot, j + 1 + dj]
-                                if u > 0:
-                                    tot += u
-                                    sr += u * di
-                                    sc += u * dj
-                        if tot > 0:
-                            out_s[k, 0] = i + sr / tot
-                            out_s[k, 1] = j + sc / tot
-                        else:
-                            out_s[k, 0] = i
-                            out_s[k, 1] = j
-                    k += 1
-        return k
-
-    _NUMBA_KERNEL = count_frames
-    return count_frames
+def _numba_kernel() -> Any:
+    """The compiled CPU kernels (:mod:`._numba_kernels`), or None without numba."""
+    if not _NUMBA_KERNELS:
+        try:
+            from . import _numba_kernels as kernels
+        except ImportError:  # pragma: no cover - numba is in the fast extra
+            kernels = None
+        if kernels is not None and not kernels.LITTLE_ENDIAN:  # pragma: no cover
+            kernels = None
+        _NUMBA_KERNELS.append(kernels)
+    return _NUMBA_KERNELS[0]
 
 
 def _count_numba(
     block: np.ndarray, dark: Any, mask: Any, background: float, xray: float, subpixel: bool
 ) -> dict[str, Any]:
     kernel = _numba_kernel()
-    n, h, w = block.shape
+    h, w = block.shape[1:]
     if block.dtype.kind not in "iuf" or block.dtype.itemsize > 8:
         block = block.astype(np.float32)
     block = np.ascontiguousarray(block)
@@ -914,22 +838,7 @@ def _count_numba(
         lim[bad] = np.inf
     deff = d.copy()
     deff[bad] = np.inf
-    cap = max(1024, n * h * w // 32)
-    while True:
-        out_f = np.empty(cap, np.int64)
-        out_r = np.empty(cap, np.int32)
-        out_c = np.empty(cap, np.int32)
-        out_s = np.empty((cap if subpixel else 1, 2), np.float32)
-        k = kernel(
-            block, deff, lim, np.float32(background), xr, subpixel, out_f, out_r, out_c, out_s
-        )
-        if k >= 0:
-            break
-        cap = n * h * w // 2 + 1  # local maxima with this tie-break rule are never denser
-    out = {"frame": out_f[:k].copy(), "row": out_r[:k].copy(), "col": out_c[:k].copy()}
-    if subpixel:
-        out["subpixel"] = out_s[:k].copy()
-    return out
+    return kernel.count_events(block, deff, lim, float(background), float(xr), bool(subpixel))
 
 
 def count_block(
@@ -957,7 +866,9 @@ def count_block(
     subpixel : bool
         Also return 3x3 centroids of the positive dark-subtracted values.
     method : {"auto", "numba", "array"}
-        ``"numba"``: compiled CPU loop (NumPy input); ``"array"``: vectorized NumPy/CuPy code;
+        ``"numba"``: compiled CPU loop (NumPy input; a vectorized candidate scan of each row,
+        then the few candidates tested; threads over frames for large blocks, see
+        :mod:`stacklab.stem4d._numba_kernels`); ``"array"``: vectorized NumPy/CuPy code;
         ``"auto"``: numba for NumPy input when installed, else the array code. Both give
         identical events.
 

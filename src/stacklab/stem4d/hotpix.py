@@ -9,6 +9,11 @@ neighbours, so adjacent hot pairs and 2x2 clusters are found (py4DSTEM's order-s
 the local MAD of the neighbours and the global MAD of all excesses, so bright, noisy diffraction
 features are not flagged. Repair replaces flagged pixels, frame by frame, with the median of their
 *unmasked* neighbours (:func:`stacklab.core.masks.fill_masked`).
+
+On the CPU the neighbourhood statistics and the repair run as compiled kernels
+(:mod:`._numba_kernels`, parallel over frames for large cubes) that give the same numbers as the
+NumPy/CuPy code; only the windows around bad pixels are computed, and the rest of each frame is
+copied while it is in cache.
 """
 
 from __future__ import annotations
@@ -33,135 +38,19 @@ logger = logging.getLogger(__name__)
 
 _MAD = 1.4826
 
-_NUMBA: dict[str, Any] = {}
+_NUMBA: list[Any] = []
 
 
-def _numba() -> dict[str, Any] | None:
-    """Compiled CPU kernels (cached on disk), or None without numba."""
-    if _NUMBA:
-        return _NUMBA or None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is in the fast extra
-        _NUMBA["missing"] = True
-        return None
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def isort(buf, n):
-        # insertion sort of buf[:n] in place (n <= 25: faster than np.sort's allocation)
-        for a in range(1, n):
-            v = buf[a]
-            b = a - 1
-            while b >= 0 and buf[b] > v:
-                buf[b + 1] = buf[b]
-                b -= 1
-            buf[b + 1] = v
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def sort8(b):
-        # branchless 19-comparator sorting network for 8 values (random data defeats the
-        # branch predictor of an insertion sort)
-        for a, c in (
-            (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7), (0, 1), (2, 3),
-            (4, 5), (6, 7), (2, 4), (3, 5), (1, 4), (3, 6), (1, 2), (3, 4), (5, 6),
-        ):  # fmt: skip
-            x = b[a]
-            y = b[c]
-            b[a] = min(x, y)
-            b[c] = max(x, y)
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def sort_n(b, n):
-        if n == 8:
-            sort8(b)
-        else:
-            isort(b, n)
-
-    @numba.njit(cache=True, nogil=True)
-    def local_stats(img, dys, dxs):
-        # median of the in-image, non-NaN neighbours and the median absolute deviation from it
-        h, w = img.shape
-        k = dys.size
-        r = 0
-        for t in range(k):
-            r = max(r, abs(dys[t]), abs(dxs[t]))
-        finite = True
-        for i in range(h):
-            for j in range(w):
-                if img[i, j] != img[i, j]:
-                    finite = False
-        med = np.empty((h, w))
-        mad = np.empty((h, w))
-        buf = np.empty(k)
-        dev = np.empty(k)
-        for i in range(h):
-            for j in range(w):
-                n = 0
-                if finite and i >= r and i < h - r and j >= r and j < w - r:
-                    for t in range(k):  # interior of a NaN-free image: no checks needed
-                        buf[t] = img[i + dys[t], j + dxs[t]]
-                    n = k
-                else:
-                    for t in range(k):
-                        ii = i + dys[t]
-                        jj = j + dxs[t]
-                        if ii >= 0 and ii < h and jj >= 0 and jj < w:
-                            v = img[ii, jj]
-                            if v == v:
-                                buf[n] = v
-                                n += 1
-                if n == 0:
-                    med[i, j] = np.nan
-                    mad[i, j] = np.nan
-                    continue
-                sort_n(buf, n)
-                m = (buf[(n - 1) // 2] + buf[n // 2]) / 2
-                for t in range(n):
-                    dev[t] = abs(buf[t] - m)
-                sort_n(dev, n)
-                med[i, j] = m
-                mad[i, j] = (dev[(n - 1) // 2] + dev[n // 2]) / 2
-        return med, mad
-
-    @numba.njit(cache=True, nogil=True)
-    def patch_median(src, dst, targets, nbrs, valid, is_int, single):
-        # dst[f, targets[t]] = median of src[f, nbrs[t, valid[t]]] (frames x bad pixels)
-        n = src.shape[0]
-        k, m = nbrs.shape
-        buf = np.empty(m)
-        for f in range(n):
-            for t in range(k):
-                c = 0
-                for q in range(m):
-                    if valid[t, q]:
-                        v = src[f, nbrs[t, q]]
-                        if v == v:
-                            buf[c] = v
-                            c += 1
-                if c == 0:
-                    if not is_int:
-                        dst[f, targets[t]] = np.nan
-                    continue
-                isort(buf, c)
-                lo = buf[(c - 1) // 2]
-                hi = buf[c // 2]
-                if single:
-                    # float32 arithmetic step by step, as NumPy does for float32 data
-                    lo32 = np.float32(lo)
-                    half = np.float32(np.float32(np.float32(hi) - lo32) * np.float32(0.5))
-                    val32 = np.float32(lo32 + half)
-                    dst[f, targets[t]] = lo32 if lo == hi else val32
-                else:
-                    val = lo + (hi - lo) / 2
-                    if lo == hi:
-                        val = lo
-                    if is_int:
-                        val = np.rint(val)
-                    dst[f, targets[t]] = val
-
-    _NUMBA["local_stats"] = local_stats
-    _NUMBA["patch_median"] = patch_median
-    return _NUMBA
+def _numba() -> Any:
+    """The compiled CPU kernels (:mod:`._numba_kernels`, cached on disk), or None without
+    numba."""
+    if not _NUMBA:
+        try:
+            from . import _numba_kernels as kernels
+        except ImportError:  # pragma: no cover - numba is in the fast extra
+            kernels = None
+        _NUMBA.append(kernels)
+    return _NUMBA[0]
 
 
 def _offsets(exclude_neighbours: bool) -> list[tuple[int, int]]:
@@ -221,7 +110,7 @@ def local_median(image: Any, *, exclude_neighbours: bool = False) -> Any:
     if kernels is not None:
         offs = np.array(_offsets(exclude_neighbours), dtype=np.int64)
         img = np.ascontiguousarray(image, dtype=np.float64)
-        return kernels["local_stats"](img, offs[:, 0], offs[:, 1])[0]
+        return kernels.local_stats(img, offs[:, 0], offs[:, 1], False)[0]
     nb = _neighbour_stack(image, exclude_neighbours)
     return _nanmedian0(nb)
 
@@ -315,6 +204,12 @@ def find_hot_pixels(
         raise ShapeError(f"data must be an image (H, W) or frames (..., H, W), got {arr.shape}")
     if arr.ndim > 2:
         check_cube(arr, "data")
+    _check_criteria(n_sigma, threshold)
+    img = _summary_image(arr, statistic, chunk, progress, n_frames)
+    return _detect(img, n_sigma, threshold, exclude_neighbours, cold)
+
+
+def _check_criteria(n_sigma: Any, threshold: Any) -> None:
     if threshold is None:
         if not (
             isinstance(n_sigma, int | float | np.number) and math.isfinite(n_sigma) and n_sigma > 0
@@ -326,12 +221,17 @@ def find_hot_pixels(
         and threshold > 0
     ):
         raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
-    img = _summary_image(arr, statistic, chunk, progress, n_frames)
+
+
+def _detect(
+    img: Any, n_sigma: float, threshold: float | None, exclude_neighbours: bool, cold: bool
+) -> Any:
+    """Bad-pixel mask of a float64 summary image (see :func:`find_hot_pixels`)."""
     xp = get_xp(img)
     kernels = _numba() if xp is np else None
     if kernels is not None:
         offs = np.array(_offsets(exclude_neighbours), dtype=np.int64)
-        med, mad = kernels["local_stats"](np.ascontiguousarray(img), offs[:, 0], offs[:, 1])
+        med, mad = kernels.local_stats(np.ascontiguousarray(img), offs[:, 0], offs[:, 1], True)
     else:
         nb = _neighbour_stack(img, exclude_neighbours)
         med = _nanmedian0(nb)
@@ -357,15 +257,12 @@ def find_hot_pixels(
     return bad
 
 
-def _repair_kernel(block: Any, *, mask: Any, method: str, size: int) -> Any:
-    """Repair a block of frames: only the windows around masked pixels go through
-    :func:`~stacklab.core.masks.fill_masked`; the rest of the block is copied."""
-    xp = get_xp(block)
-    m = xp.asarray(mask)
+def _patch_plan(m: Any, h: int, w: int, size: int) -> tuple[Any, ...]:
+    """Flat indices of the masked pixels ``(k,)``, of their ``size x size`` windows ``(k, s*s)``
+    (clipped to the frame) and which window pixels are usable neighbours (in the frame, not
+    masked), plus the window rows/columns and the window mask ``(k, size, size)``."""
+    xp = get_xp(m)
     rr, cc = xp.nonzero(m)
-    h, w = block.shape[-2:]
-    if rr.size == 0 or size > min(h, w):
-        return fill_masked(block, m, method=method, size=size)
     half = size // 2
     d = xp.arange(-half, half + 1)
     nr = rr[:, None, None] + d[:, None]  # (k, size, 1)
@@ -374,25 +271,52 @@ def _repair_kernel(block: Any, *, mask: Any, method: str, size: int) -> Any:
     nr_c, nc_c = xp.clip(nr, 0, h - 1), xp.clip(nc, 0, w - 1)
     patch_mask = m[nr_c, nc_c] | ~inside  # (k, size, size): outside counts as masked
     k = int(rr.size)
-    kernels = _numba() if (xp is np and method == "median") else None
-    if kernels is not None and block.dtype.kind in "iuf":
+    targets = rr * w + cc
+    nbrs = (nr_c * w + nc_c).reshape(k, -1)
+    return targets, nbrs, ~patch_mask.reshape(k, -1), rr, cc, nr_c, nc_c, patch_mask
+
+
+def _check_size(size: Any) -> int:
+    """``size`` as an odd int >= 3 (the errors of :func:`~stacklab.core.masks.fill_masked`)."""
+    if isinstance(size, bool) or not isinstance(size, int | np.integer):
+        raise TypeError(f"size must be an odd integer >= 3, got {size!r}")
+    if size < 3 or size % 2 == 0:
+        raise ValueError(f"size must be an odd integer >= 3 (centred window), got {size}")
+    return int(size)
+
+
+def _numba_patchable(block: Any, method: str) -> bool:
+    return (
+        isinstance(block, np.ndarray)
+        and method == "median"
+        and (block.dtype.kind in "iu" or block.dtype in (np.float32, np.float64))
+        and _numba() is not None
+    )
+
+
+def _repair_kernel(block: Any, *, mask: Any, method: str, size: int) -> Any:
+    """Repair a block of frames: only the windows around masked pixels go through
+    :func:`~stacklab.core.masks.fill_masked`; the rest of the block is copied."""
+    xp = get_xp(block)
+    m = xp.asarray(mask)
+    h, w = block.shape[-2:]
+    size = _check_size(size)
+    if not bool(m.any()) or size > min(h, w):
+        return fill_masked(block, m, method=method, size=size)
+    targets, nbrs, valid, rr, cc, nr_c, nc_c, patch_mask = _patch_plan(m, h, w, size)
+    k = int(rr.size)
+    if _numba_patchable(block, method):
+        # one pass: every frame is copied and its bad pixels computed while it is in cache
         flat_in = np.ascontiguousarray(block.reshape(-1, h * w))
         out = np.empty_like(flat_in)
-        args = (
-            (rr * w + cc).astype(np.int64),
-            (nr_c * w + nc_c).reshape(k, -1).astype(np.int64),
-            ~patch_mask.reshape(k, -1),
-            block.dtype.kind in "iu",
-            block.dtype == np.float32,
+        _numba().patch_frames(
+            flat_in,
+            out,
+            targets.astype(np.int64),
+            nbrs.astype(np.int64),
+            np.ascontiguousarray(valid),
+            copy=True,
         )
-        # copy and patch cache-sized groups of frames (the bad pixels are computed while
-        # their frames are still in cache)
-        step = max(1, (1 << 19) // max(1, flat_in[0].nbytes))
-        for f0 in range(0, flat_in.shape[0], step):
-            src = flat_in[f0 : f0 + step]
-            dst = out[f0 : f0 + step]
-            np.copyto(dst, src)
-            kernels["patch_median"](src, dst, *args)
         return out.reshape(block.shape)
     lead = block.shape[:-2]
     flat = block.reshape(-1, h * w)
@@ -402,6 +326,7 @@ def _repair_kernel(block: Any, *, mask: Any, method: str, size: int) -> Any:
     mosaic = patches.reshape(-1, k, size, size).transpose(0, 2, 1, 3).reshape(-1, size, k * size)
     mosaic_mask = patch_mask.transpose(1, 0, 2).reshape(size, k * size)
     filled = fill_masked(mosaic, mosaic_mask, method=method, size=size)
+    half = size // 2
     filled = filled[:, half, half::size].reshape(*lead, k)
     out = block.astype(filled.dtype, copy=True)
     out[..., rr, cc] = filled
@@ -502,9 +427,31 @@ def filter_hot_pixels(
         As returned by :func:`repair_pixels`.
     mask : ndarray of bool, shape (det_row, det_col)
         The pixels that were repaired.
+
+    Notes
+    -----
+    An in-memory NumPy cube of 8- to 32-bit integers summarized over all frames (``n_frames``
+    None, ``out`` None) takes a fused path when numba is installed: one pass copies the cube
+    into the new output while summing (or taking the maximum of) every pixel, the bad pixels
+    are found on that summary, and a second pass rewrites only those pixels of the output.
+    The results are those of :func:`find_hot_pixels` followed by :func:`repair_pixels`.
     """
     data = as_array(cube)
-    check_cube(data)
+    shape = check_cube(data)
+    if (
+        out is None
+        and n_frames is None
+        and statistic in ("mean", "max")
+        and len(shape) > 2
+        and isinstance(data, np.ndarray)
+        and data.dtype.kind in "iu"
+        and data.dtype.itemsize <= 4
+        and _numba() is not None
+    ):
+        _check_criteria(n_sigma, threshold)
+        return _filter_fused(
+            data, n_sigma, threshold, statistic, exclude_neighbours, cold, _check_size(size)
+        )
     mask = find_hot_pixels(
         data,
         n_sigma=n_sigma,
@@ -518,3 +465,45 @@ def filter_hot_pixels(
     )
     repaired = repair_pixels(data, mask, size=size, chunk=chunk, out=out, progress=progress)
     return repaired, mask
+
+
+def _filter_fused(
+    data: np.ndarray,
+    n_sigma: float,
+    threshold: float | None,
+    statistic: str,
+    exclude_neighbours: bool,
+    cold: bool,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`filter_hot_pixels` of an in-memory integer cube in two passes over the data.
+
+    Pass 1 copies the cube into the (new) output and sums, or takes the maximum of, every
+    pixel over all frames (exact integer arithmetic, so the summary image is the one
+    :func:`~stacklab.stem4d.mean_pattern` / :func:`~stacklab.stem4d.max_pattern` give); the
+    bad pixels are detected on it; pass 2 rewrites only the bad pixels of every frame of the
+    output, in place, from their unmasked neighbours (which the repair never changes).
+    """
+    kernels = _numba()
+    h, w = data.shape[-2:]
+    n = math.prod(data.shape[:-2])
+    flat = np.ascontiguousarray(data.reshape(n, h * w))
+    out = np.empty_like(flat)
+    acc = kernels.copy_reduce(flat, out, statistic)
+    img = (acc / n if statistic == "mean" else acc.astype(np.float64)).reshape(h, w)
+    mask = _detect(img, n_sigma, threshold, exclude_neighbours, cold)
+    if mask.any():
+        if size > min(h, w):
+            repaired = _repair_kernel(out.reshape(n, h, w), mask=mask, method="median", size=size)
+            return repaired.reshape(data.shape), mask
+        targets, nbrs, valid, *_ = _patch_plan(mask, h, w, size)
+        kernels.patch_frames(
+            out,
+            out,
+            targets.astype(np.int64),
+            nbrs.astype(np.int64),
+            np.ascontiguousarray(valid),
+            copy=False,
+        )
+    logger.debug("filter_hot_pixels: fused copy + %s pass over %d frames", statistic, n)
+    return out.reshape(data.shape), mask

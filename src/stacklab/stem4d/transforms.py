@@ -62,54 +62,8 @@ def _int_pair(value: Any, name: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _strided_sum(block: Any, factor: tuple[int, int]) -> Any:
-    """Block sums of integer frames by strided additions (rows, then columns).
-
-    Same values and dtype as :func:`stacklab.core.binning.bin_frames` (64-bit sums), but the row
-    pass accumulates in the narrowest integer type that cannot overflow (32 bit for 16-bit data)
-    and both passes are contiguous-friendly strided adds, several times faster than a 6-D
-    reshape-and-sum.
-    """
-    xp = get_xp(block)
-    fy, fx = factor
-    h, w = block.shape[-2:]
-    ho, wo = (h // fy) * fy, (w // fx) * fx
-    kind = block.dtype.kind
-    final = np.dtype(np.uint64 if kind == "u" else np.int64)
-    bits = block.dtype.itemsize * 8 + int(np.ceil(np.log2(fy * fx))) + (1 if kind == "i" else 0)
-    mid = final if bits > 32 else np.dtype(np.uint32 if kind == "u" else np.int32)
-    rows = block[..., 0:ho:fy, :wo].astype(mid)
-    for k in range(1, fy):
-        rows += block[..., k:ho:fy, :wo]
-    out = xp.add(rows[..., 0::fx], rows[..., 1::fx], dtype=final) if fx > 1 else rows.astype(final)
-    for k in range(2, fx):
-        out += rows[..., k::fx]
-    return out
-
-
 def _bin_kernel(block: Any, *, factor: tuple[int, int], dtype: Any, reduce: str) -> Any:
-    if reduce == "sum" and block.dtype.kind in "iu" and not is_dask(block):
-        # work on cache-sized pieces of the block (about 1 MiB of input each)
-        per = max(1, (1 << 20) // max(1, block[0].nbytes))
-        if block.shape[0] <= per:
-            out = _strided_sum(block, factor)
-        else:
-            first = _strided_sum(block[:per], factor)
-            out = get_xp(block).empty((block.shape[0], *first.shape[1:]), dtype=first.dtype)
-            out[:per] = first
-            for i in range(per, block.shape[0], per):
-                out[i : i + per] = _strided_sum(block[i : i + per], factor)
-        if dtype is not None:
-            target = np.dtype(dtype)
-            if target.kind in "iu" and out.size:
-                info = np.iinfo(target)
-                lo, hi = int(out.min()), int(out.max())
-                if lo < info.min or hi > info.max:
-                    raise ValueError(
-                        f"dtype {target} cannot hold the binned sums (range {lo}..{hi})"
-                    )
-            out = out.astype(target)
-        return out
+    """Bin one block of frames (:func:`stacklab.core.binning.bin_frames`)."""
     return bin_frames(block, factor, dtype=dtype, reduce=reduce)
 
 
@@ -151,6 +105,9 @@ def bin_diffraction(
     f = _int_pair(factor, "factor")
     if f[0] > shape[-2] or f[1] > shape[-1]:
         raise ShapeError(f"factor {f} is larger than the detector {shape[-2:]}")
+    if out is None and (isinstance(data, np.ndarray) or is_cupy(data)):
+        # in memory: one call (core works piece by piece, so temporaries stay small)
+        return bin_frames(data, f, dtype=dtype, reduce=reduce)
     return map_cube(
         _bin_kernel,
         data,
@@ -276,24 +233,9 @@ def _fft_workers(xp: Any) -> Any:
 
 
 def _fourier_shift(stack: Any, shifts: Any) -> Any:
-    """Real part of the complex band-limited shift (py4DSTEM's ``get_shifted_ar`` convention).
-
-    :func:`stacklab.core.shifts.fourier_shift` splits the Nyquist terms symmetrically; for an
-    image with both axes even, the (Nyquist, Nyquist) corner then gets ``cos(pi dy) cos(pi dx)``
-    where the real part of the complex shift gives ``cos(pi (dy + dx))``. The difference is a
-    checkerboard, added here so both conventions agree with the usual complex formula.
-    """
-    xp = get_xp(stack)
-    with _fft_workers(xp):
-        out = fourier_shift(stack, shifts)
-    h, w = stack.shape[-2:]
-    if h % 2 == 0 and w % 2 == 0:
-        cb = xp.asarray((-1.0) ** np.add.outer(np.arange(h), np.arange(w)), dtype=out.dtype)
-        corner = xp.sum(stack.astype(out.dtype) * cb, axis=(-2, -1))
-        s = xp.asarray(shifts, dtype=xp.float64)
-        amp = corner * (xp.sin(math.pi * s[..., 0]) * xp.sin(math.pi * s[..., 1]) / (h * w))
-        out = out - amp.astype(out.dtype)[..., None, None] * cb
-    return out
+    """:func:`stacklab.core.shifts.fourier_shift` with ``FFT_WORKERS`` FFT threads."""
+    with _fft_workers(get_xp(stack)):
+        return fourier_shift(stack, shifts)
 
 
 def _shift_kernel(
@@ -342,8 +284,13 @@ def shift_patterns(
         ``(dy, dx)`` in detector pixels, one pair for all patterns or one per scan position.
         Positive values move the content toward higher indices.
     method : {"fourier", "bilinear"}
-        Band-limited shift (the real part of the complex Fourier shift, as py4DSTEM's
-        ``get_shifted_ar``) or bilinear interpolation (:func:`stacklab.core.shifts`).
+        Band-limited shift (:func:`stacklab.core.shifts.fourier_shift`: real FFTs, Nyquist
+        terms split symmetrically) or bilinear interpolation
+        (:func:`stacklab.core.shifts.bilinear_shift`). With both detector axes even, the
+        Fourier shift differs from the real part of the complex shift (py4DSTEM's
+        ``get_shifted_ar``) by the (Nyquist, Nyquist) corner term only (see the Notes of
+        :func:`~stacklab.core.shifts.fourier_shift`; :mod:`stacklab.compat.py4dstem`
+        reproduces py4DSTEM's convention).
     periodic : bool
         True: content leaving one edge re-enters at the other. False: it is lost and ``fill``
         enters (Fourier: computed on a zero-padded frame, then cropped).

@@ -25,7 +25,7 @@ from ...stem4d import datacube as _dc
 from ...stem4d import transforms as _tf
 from ...stem4d.hotpix import repair_pixels
 from ...stem4d.reduce import mean_pattern
-from ._common import check_int
+from ._common import check_int, complex_shift_corner
 from ._datacube import Calibration, DataCube, as_datacube
 
 __all__ = [
@@ -400,7 +400,11 @@ def datacube_diffraction_shift(
         :func:`~stacklab.compat.py4dstem.utils.get_shifted_ar`; py4DSTEM's non-periodic mode
         keeps wrapped content next to a zeroed band).
     bilinear : bool
-        Bilinear interpolation (True) or the Fourier shift theorem (False, default).
+        Bilinear interpolation (True) or the Fourier shift theorem (False, default): the real
+        part of the complex phase-ramp shift, as py4DSTEM. (With both detector axes even this
+        differs from :func:`stacklab.stem4d.shift_patterns` in the (Nyquist, Nyquist) corner
+        term, which stacklab splits symmetrically; see
+        :func:`~stacklab.compat.py4dstem._common.complex_shift_corner`.)
 
     Returns
     -------
@@ -425,6 +429,8 @@ def datacube_diffraction_shift(
         method="bilinear" if bilinear else "fourier",
         periodic=bool(periodic),
     )
+    if periodic and not bilinear:
+        out = complex_shift_corner(out, cube.data, shifts)
     return cube.with_data(out)
 
 

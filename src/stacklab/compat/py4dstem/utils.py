@@ -32,7 +32,7 @@ from ...core.binning import bin_frames
 from ...errors import ShapeError, check_ndim
 from ...stem4d.maxima import Maxima, filter_maxima, find_maxima_2d
 from ...stem4d.transforms import shift_patterns
-from ._common import check_int
+from ._common import check_int, complex_shift_corner
 
 __all__ = [
     "MAXIMA_DTYPE",
@@ -152,8 +152,10 @@ def get_shifted_ar(
         rows/columns, which leaves wrapped content next to the zeroed band; stacklab does not.
     bilinear : bool, optional
         False (default): Fourier shift theorem, the real part of
-        ``ifft2(fft2(ar) * exp(-2 pi i (qx xshift + qy yshift)))``. True: bilinear interpolation
-        with weights ``shift - floor(shift)``.
+        ``ifft2(fft2(ar) * exp(-2 pi i (qx xshift + qy yshift)))`` as py4DSTEM (for an array
+        with both axes even, :func:`stacklab.core.shifts.fourier_shift` treats the
+        (Nyquist, Nyquist) corner term differently; this function follows py4DSTEM). True:
+        bilinear interpolation with weights ``shift - floor(shift)``.
     device : {"cpu", "gpu"}, optional
         Where the calculation runs and the result lives (default "cpu", as py4DSTEM: a CuPy
         ``ar`` is copied to the host unless ``device="gpu"``).
@@ -180,6 +182,8 @@ def get_shifted_ar(
         periodic=bool(periodic),
         progress=False,
     )
+    if periodic and not bilinear:
+        out = complex_shift_corner(out, frames, (float(xshift), float(yshift)))
     return out[0]
 
 
