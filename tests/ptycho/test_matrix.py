@@ -456,3 +456,11 @@ def test_matrix_bad_input():
         image_transformation_matrix((4, 4), (4, 4), lambda c: np.full(np.shape(c), np.nan))
     with pytest.raises(ShapeError, match="affine_transformation"):
         image_transformation_matrix((4, 4), (4, 4), lambda c: np.zeros((3, 2)))
+
+
+def test_serial_and_parallel_kernels_have_separate_numba_caches():
+    # numba keys its disk cache by qualified name, not by compile flags: shared names would make
+    # the parallel kernel load the serial binary (or crash) in a later process.
+    kernels = pytest.importorskip("stacklab.ptycho._numba_kernels")
+    names = {k.py_func.__qualname__ for k in kernels._KERNELS.values()}
+    assert len(names) == 2

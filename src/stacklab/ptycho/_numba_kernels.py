@@ -23,6 +23,8 @@ The module needs numba; :mod:`stacklab.ptycho.matrix` imports it only when numba
 
 from __future__ import annotations
 
+import types as pytypes
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -242,10 +244,21 @@ def _apply_csc_blocked_impl(src, indptr, indices, data, out, tiles, acc):  # pra
                             out[i0 + j, t] = res[t - t0, j]
 
 
-_KERNELS = {
-    parallel: numba.njit(_apply_csc_blocked_impl, parallel=parallel, cache=True, nogil=True)
-    for parallel in (False, True)
-}
+def _compiled(parallel: bool):
+    """Compile one variant under its own name.
+
+    numba's on-disk cache is keyed by the function's qualified name and source line, not by the
+    compile flags: two ``njit(..., cache=True)`` of the same function would share (and corrupt)
+    one cache entry, so each variant is a copy of the function with a distinct ``__qualname__``.
+    """
+    impl = _apply_csc_blocked_impl
+    copy = pytypes.FunctionType(impl.__code__, impl.__globals__, impl.__name__, impl.__defaults__)
+    copy.__qualname__ = f"{impl.__qualname__}_{'parallel' if parallel else 'serial'}"
+    copy.__module__ = impl.__module__
+    return numba.njit(copy, parallel=parallel, cache=True, nogil=True)
+
+
+_KERNELS = {parallel: _compiled(parallel) for parallel in (False, True)}
 
 
 def apply_csc_blocked(
