@@ -421,7 +421,7 @@ def cluster(
     address: str | None = None,
     processes: bool = True,
     dashboard: bool = False,
-):
+) -> Iterator[Any]:
     """Run Dask work inside this block on a ``dask.distributed`` cluster.
 
     Starts a :class:`distributed.LocalCluster` (or connects to ``address``), makes its client the

@@ -186,7 +186,9 @@ def seed_option() -> Callable:
     return click.option("--seed", type=int, default=0, show_default=True)
 
 
-def device_option(choices: Sequence[str] = ("auto", "cpu", "gpu"), default: str = "cpu"):
+def device_option(
+    choices: Sequence[str] = ("auto", "cpu", "gpu"), default: str = "cpu"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The ``--device`` option (see :func:`stacklab.backend.resolve_device`)."""
     return click.option(
         "--device", type=click.Choice(list(choices)), default=default, show_default=True

@@ -287,7 +287,9 @@ def rolled_object_aggregation_cpu(
     _fw.rolled_object_aggregation(obj_out, updates, shifts, fftshift=fftshift, out=obj_out)
 
 
-def rolled_object_probe_product_cuda(obj, probe, shifts, result_out, ifftshift: bool = False):
+def rolled_object_probe_product_cuda(
+    obj: Any, probe: Any, shifts: Any, result_out: Any, ifftshift: bool = False
+) -> Any:
     """CuPy version of :func:`rolled_object_probe_product_cpu` (CuPy arrays in and out).
 
     Parameters

@@ -21,18 +21,26 @@ __all__ = ["search_frames", "search_pixels", "splat_points"]
 
 
 @njit(cache=True, inline="always")
-def _read(obj, n_u, n_v, y, x):
-    """Bilinear value of obj at (y, x); NaN when invalid."""
+def _corners(n_u, n_v, y, x):
+    """Bilinear cell of (y, x) on a (n_u, n_v) grid: ``(ok, i0, j0, i1, j1, fy, fx)``.
+
+    ``ok`` is False outside the half-pixel border; edge points are clamped onto the last cell.
+    """
     if y < -0.5 or y > n_u - 0.5 or x < -0.5 or x > n_v - 0.5:
-        return math.nan
+        return False, 0, 0, 0, 0, 0.0, 0.0
     yc = min(max(y, 0.0), n_u - 1.0)
     xc = min(max(x, 0.0), n_v - 1.0)
     i0 = min(int(yc), max(n_u - 2, 0))
     j0 = min(int(xc), max(n_v - 2, 0))
-    fy = yc - i0
-    fx = xc - j0
-    i1 = min(i0 + 1, n_u - 1)
-    j1 = min(j0 + 1, n_v - 1)
+    return True, i0, j0, min(i0 + 1, n_u - 1), min(j0 + 1, n_v - 1), yc - i0, xc - j0
+
+
+@njit(cache=True, inline="always")
+def _read(obj, n_u, n_v, y, x):
+    """Bilinear value of obj at (y, x); NaN when invalid."""
+    ok, i0, j0, i1, j1, fy, fx = _corners(n_u, n_v, y, x)
+    if not ok:
+        return math.nan
     v = 0.0
     w = (1.0 - fy) * (1.0 - fx)
     if w > 0.0:
@@ -121,16 +129,9 @@ def splat_points(data_np, w, uy, ux, dy, dx, n0, m0, n_u, n_v):
         for p in range(n_p):
             y = uy[p] - dy[n] + n0
             x = ux[p] - dx[n] + m0
-            if y < -0.5 or y > n_u - 0.5 or x < -0.5 or x > n_v - 0.5:
+            ok, i0, j0, i1, j1, fy, fx = _corners(n_u, n_v, y, x)
+            if not ok:
                 continue
-            yc = min(max(y, 0.0), n_u - 1.0)
-            xc = min(max(x, 0.0), n_v - 1.0)
-            i0 = min(int(yc), max(n_u - 2, 0))
-            j0 = min(int(xc), max(n_v - 2, 0))
-            fy = yc - i0
-            fx = xc - j0
-            i1 = min(i0 + 1, n_u - 1)
-            j1 = min(j0 + 1, n_v - 1)
             a = w[p] * data_np[n, p]
             b = w[p] * w[p]
             q = (1.0 - fy) * (1.0 - fx)
@@ -166,16 +167,9 @@ def refine_points(data_np, w, uy, ux, dy, dx, n0, m0, obj, den):
         for p in range(n_p):
             y = uy[p] - dy[n] + n0
             x = ux[p] - dx[n] + m0
-            if y < -0.5 or y > n_u - 0.5 or x < -0.5 or x > n_v - 0.5:
+            ok, i0, j0, i1, j1, fy, fx = _corners(n_u, n_v, y, x)
+            if not ok:
                 continue
-            yc = min(max(y, 0.0), n_u - 1.0)
-            xc = min(max(x, 0.0), n_v - 1.0)
-            i0 = min(int(yc), max(n_u - 2, 0))
-            j0 = min(int(xc), max(n_v - 2, 0))
-            fy = yc - i0
-            fx = xc - j0
-            i1 = min(i0 + 1, n_u - 1)
-            j1 = min(j0 + 1, n_v - 1)
             q00 = (1.0 - fy) * (1.0 - fx)
             q01 = (1.0 - fy) * fx
             q10 = fy * (1.0 - fx)
