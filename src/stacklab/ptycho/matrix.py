@@ -379,7 +379,7 @@ def apply_matrix(sources: Any, matrix: Any, target_shape: tuple[int, int]) -> An
 
     Notes
     -----
-    On the CPU, with numba, blocks of 16 float32 frames (8 float64) are transposed in registers
+    On the CPU, with numba, blocks of 8 frames are transposed in registers
     to pixel-major order so that each matrix entry costs one vector multiply-add over the block,
     accumulated in a register; blocks run in parallel for large stacks. Each target pixel is
     summed in the frames' precision (float32 frames accumulate in float32, to a few ulps);
