@@ -177,6 +177,7 @@ def map_frames(
     chunk: int = 256,
     frame_ndim: int = 2,
     out: Any = None,
+    per_frame: dict[str, Any] | None = None,
     progress: bool | None = None,
     **params: Any,
 ) -> Any:
@@ -185,20 +186,28 @@ def map_frames(
     Parameters
     ----------
     kernel : callable
-        ``kernel(block, **params)`` with ``block`` of shape ``(n, *frame_shape)`` returns an array
-        of shape ``(n, *result_shape)``. It must not modify ``block``.
+        ``kernel(block, **per_frame_slices, **params)`` with ``block`` of shape
+        ``(n, *frame_shape)`` returns an array of shape ``(n, *result_shape)``. It must not
+        modify ``block``.
     stack : array-like
         NumPy, CuPy, Dask array, or a lazily sliceable dataset (h5py, zarr, memmap). Leading axes
         beyond one frame are flattened into frames and restored in the output.
     chunk : int
         Frames per block (bounds temporary memory). For Dask input, the frame chunks of the array
-        are used when it has more than one.
+        are used when it has more than one. When results go to a sink (``out``) that is not an
+        in-memory array and the scan has several axes, blocks hold whole rows of the first scan
+        axis (at least one row).
     frame_ndim : int
         Trailing axes that form one frame.
     out : array-like, optional
-        A writable sink of shape ``(*scan_shape, *result_shape)`` (NumPy array, h5py or zarr
-        dataset): each block's result is written as soon as it is computed and ``out`` is returned.
-        Not used for Dask input.
+        A writable sink of shape ``(*scan_shape, *result_shape)`` (NumPy or CuPy array, h5py or
+        zarr dataset, anything with slice assignment): each block's result is written as soon as
+        it is computed and ``out`` is returned. Dask input is computed block by block on the
+        active scheduler (on a ``dask.distributed`` cluster the workers compute and this process
+        writes, a bounded number of blocks in flight).
+    per_frame : dict of str to array of shape (n_frames, ...), optional
+        Per-frame parameters in flat scan order; the kernel receives, under each key, the rows
+        that belong to its block.
     progress : bool or None
         Progress bar (None: only when interactive).
     **params
@@ -207,17 +216,33 @@ def map_frames(
     Returns
     -------
     array
-        Shape ``(*scan_shape, *result_shape)``. NumPy for NumPy/file input, CuPy for CuPy input, a
-        lazy Dask array for Dask input (call ``.compute()``).
+        Shape ``(*scan_shape, *result_shape)``: ``out`` when given; otherwise NumPy for
+        NumPy/file input, CuPy for CuPy input, a lazy Dask array for Dask input (call
+        ``.compute()``).
+
+    Raises
+    ------
+    ShapeError
+        If the kernel does not return one result per frame, ``out`` has the wrong shape, a
+        ``per_frame`` array does not have one row per frame, or the stack has no frames.
     """
     chunk = _check_chunk(chunk)
+    per_frame = dict(per_frame or {})
     if backend.is_dask(stack):
-        return _map_dask(kernel, stack, chunk, frame_ndim, params)
+        lazy = _map_dask(kernel, stack, chunk, frame_ndim, params, per_frame)
+        if out is None:
+            return lazy
+        _check_out(out, tuple(lazy.shape))
+        for index, block in _iter_dask_blocks(lazy):
+            out[index] = block
+        return out
     source = FrameSource(stack, frame_ndim)
+    _check_per_frame(per_frame, source.n_frames)
+    by_rows = out is not None and len(source.scan_shape) > 1 and not _in_memory(out)
     result = None
-    blocks = iter_blocks(stack, chunk=chunk, frame_ndim=frame_ndim, progress=progress, desc="map")
-    for start, block in blocks:
-        part = kernel(block, **params)
+    for first, block, n_rows in _frame_blocks(stack, source, chunk, by_rows, progress):
+        extra = {k: v[first : first + block.shape[0]] for k, v in per_frame.items()}
+        part = kernel(block, **extra, **params)
         part_shape = tuple(getattr(part, "shape", ()))
         if not part_shape or part_shape[0] != block.shape[0]:
             raise ShapeError(
@@ -225,55 +250,158 @@ def map_frames(
                 f"{block.shape[0]} frames; its first axis must be the frame axis"
             )
         if result is None:
+            full = (*source.scan_shape, *part.shape[1:])
             if out is None:
-                xp = backend.get_xp(part)
-                result = xp.empty((source.n_frames, *part.shape[1:]), dtype=part.dtype)
+                result = backend.get_xp(part).empty(full, dtype=part.dtype)
             else:
-                result = _flat_view(out, source, part)
+                result = _check_out(out, full)
+            flat = result
+            if not by_rows and len(source.scan_shape) > 1:
+                flat = result.reshape((source.n_frames, *part.shape[1:]))
         if out is not None and not backend.is_cupy(out):
             part = backend.to_numpy(part)
-        result[start : start + part.shape[0]] = part
-    if out is not None:
-        return out
-    return result.reshape((*source.scan_shape, *result.shape[1:]))
+        if by_rows:
+            row = first // math.prod(source.scan_shape[1:])
+            flat[row : row + n_rows] = part.reshape(
+                (n_rows, *source.scan_shape[1:], *part_shape[1:])
+            )
+        else:
+            flat[first : first + part.shape[0]] = part
+    if result is None:
+        raise ShapeError(f"stack has no frames (shape {tuple(stack.shape)})")
+    return result
 
 
-def _flat_view(out: Any, source: FrameSource, part: Any) -> Any:
-    expected = (*source.scan_shape, *part.shape[1:])
+def _in_memory(array: Any) -> bool:
+    return isinstance(array, np.ndarray) or backend.is_cupy(array)
+
+
+def _check_out(out: Any, expected: tuple[int, ...]) -> Any:
     if tuple(out.shape) != expected:
         raise ShapeError(f"out must have shape {expected}, got {tuple(out.shape)}")
-    if len(source.scan_shape) == 1:
-        return out
-    if isinstance(out, np.ndarray) or backend.is_cupy(out):
-        return out.reshape((source.n_frames, *part.shape[1:]))
-    raise ShapeError("out must be 1 scan axis (frames first) for file sinks; reshape the sink")
+    return out
 
 
-def _map_dask(kernel: Kernel, stack: Any, chunk: int, frame_ndim: int, params: dict) -> Any:
+def _check_per_frame(per_frame: dict[str, Any], n_frames: int) -> None:
+    for key, values in per_frame.items():
+        shape = tuple(getattr(values, "shape", ()))
+        if not shape or shape[0] != n_frames:
+            raise ShapeError(
+                f"per_frame[{key!r}] must have one row per frame ({n_frames}), got shape {shape}"
+            )
+
+
+def _frame_blocks(
+    stack: Any, source: FrameSource, chunk: int, by_rows: bool, progress: bool | None
+) -> Iterator[tuple[int, Any, int]]:
+    """Yield ``(first_frame, frames (n, *frame_shape), scan_rows)`` blocks of the stack.
+
+    ``by_rows``: blocks of whole rows of the first scan axis (``scan_rows`` of them), else
+    ``chunk`` frames in flat order (``scan_rows`` is 0).
+    """
+    if not by_rows:
+        for first, block in iter_blocks(
+            stack, chunk=chunk, frame_ndim=source.frame_ndim, progress=progress, desc="map"
+        ):
+            yield first, block, 0
+        return
+    per_row = math.prod(source.scan_shape[1:])
+    row_ndim = len(source.scan_shape) - 1 + source.frame_ndim
+    for row, rows in iter_blocks(
+        stack, chunk=max(1, chunk // per_row), frame_ndim=row_ndim, progress=progress, desc="map"
+    ):
+        yield row * per_row, rows.reshape((-1, *source.frame_shape)), rows.shape[0]
+
+
+def _map_dask(
+    kernel: Kernel,
+    stack: Any,
+    chunk: int,
+    frame_ndim: int,
+    params: dict,
+    per_frame: dict[str, Any],
+) -> Any:
     import dask.array as da
 
     frames, scan_shape = _dask_frames(stack, frame_ndim, chunk)
-    probe = kernel(frames[:1].compute(), **params)
+    _check_per_frame(per_frame, frames.shape[0])
+    names = list(per_frame)
+    first = {k: backend.to_numpy(per_frame[k][:1]) for k in names}
+    probe = kernel(frames[:1].compute(), **first, **params)
     result_shape = tuple(probe.shape[1:])
     meta = backend.get_xp(probe).empty((0,) * probe.ndim, dtype=probe.dtype)
-    mapped = da.map_blocks(
+    frame_index = ("f", *(f"d{i}" for i in range(frame_ndim)))
+    args: list[Any] = [frames, frame_index]
+    for j, key in enumerate(names):
+        values = per_frame[key]
+        arr = values if backend.is_dask(values) else da.from_array(backend.to_numpy(values))
+        arr = arr.rechunk((frames.chunks[0], *((-1,) * (arr.ndim - 1))))
+        args += [arr, ("f", *(f"e{j}_{i}" for i in range(arr.ndim - 1)))]
+    mapped = da.blockwise(
         _apply_kernel,
-        frames,
-        kernel=kernel,
-        params=params,
+        ("f", *(f"r{i}" for i in range(len(result_shape)))),
+        *args,
+        new_axes={f"r{i}": n for i, n in enumerate(result_shape)},
+        concatenate=True,
         dtype=probe.dtype,
         meta=meta,
-        chunks=(frames.chunks[0], *((s,) for s in result_shape)),
-        drop_axis=list(range(1 + len(result_shape), frames.ndim))
-        if frames.ndim > probe.ndim
-        else None,
-        new_axis=list(range(frames.ndim, probe.ndim)) if probe.ndim > frames.ndim else None,
+        kernel=kernel,
+        names=tuple(names),
+        params=params,
     )
     return mapped.reshape((*scan_shape, *result_shape))
 
 
-def _apply_kernel(block: Any, *, kernel: Kernel, params: dict) -> Any:
-    return kernel(block, **params)
+def _apply_kernel(block: Any, *values: Any, kernel: Kernel, params: dict, names=()) -> Any:
+    return kernel(block, **dict(zip(names, values, strict=True)), **params)
+
+
+def _iter_dask_blocks(arr: Any, in_flight: int | None = None) -> Iterator[tuple[tuple, Any]]:
+    """Compute a Dask array block by block, yielding ``(slices, numpy_block)``.
+
+    With an active ``dask.distributed`` client the blocks are computed on the cluster, at most
+    ``in_flight`` at a time (default: twice the number of workers), and yielded as they finish;
+    otherwise they are computed two at a time on the local scheduler.
+    """
+    import dask
+    from dask.array.core import slices_from_chunks
+
+    blocks = list(arr.to_delayed().ravel())
+    slices = slices_from_chunks(arr.chunks)
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        batch = max(1, in_flight or 2)
+        for b0 in range(0, len(blocks), batch):
+            for k, res in enumerate(dask.compute(*blocks[b0 : b0 + batch])):
+                yield slices[b0 + k], np.asarray(backend.to_numpy(res))
+        return
+    from distributed import as_completed
+
+    limit = in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    pending = list(range(len(blocks)))
+    index_of = {}
+    queue = as_completed()
+
+    def submit() -> None:
+        i = pending.pop(0)
+        future = client.compute(blocks[i])
+        index_of[future.key] = i
+        queue.add(future)
+
+    while pending and len(index_of) < limit:
+        submit()
+    for future in queue:
+        i = index_of.pop(future.key)
+        block = np.asarray(backend.to_numpy(future.result()))
+        future.release()
+        if pending:
+            submit()
+        yield slices[i], block
 
 
 def reduce_frames(
