@@ -53,7 +53,9 @@ class FrameSource:
     ----------
     stack : array-like
         NumPy/CuPy array, h5py/zarr dataset or any object with ``shape``, ``dtype`` and basic
-        slicing along its first axis. Not for Dask arrays (those are mapped by Dask itself).
+        slicing along its first axis. A Dask array is read block by block in frame order, each
+        block computed when read (for work that must run in order; :func:`map_frames` and the
+        other mappers hand Dask arrays to Dask itself instead).
     frame_ndim : int
         Number of trailing axes that make up one frame (2 for images).
 
@@ -86,10 +88,13 @@ class FrameSource:
         self.n_frames = math.prod(self.scan_shape)
         self.dtype = np.dtype(stack.dtype)
         self._in_memory = isinstance(stack, np.ndarray) or backend.is_cupy(stack)
+        self._dask = backend.is_dask(stack)
 
     def read(self, start: int, stop: int) -> Any:
         """Return frames ``start:stop`` as an in-memory array of shape ``(n, *frame_shape)``."""
         stop = min(stop, self.n_frames)
+        if self._dask:  # computed here; stays on the device of the Dask array's blocks
+            return self.stack.reshape((self.n_frames, *self.frame_shape))[start:stop].compute()
         if len(self.scan_shape) == 1:
             block = self.stack[start:stop]
         elif self._in_memory:

@@ -18,7 +18,8 @@ def test_demo_section_quick():
     assert section.ok, [(m.name, m.value) for m in section.metrics]
     names = [m.name for m in section.metrics]
     assert "z RMS error, noise-free" in names
-    assert len(section.figures) == 2
+    assert "force error, spectral fit (20 pN)" in names
+    assert len(section.figures) == 3
     assert section.seconds > 0
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stacklab.beads import simulate, simulate_movie, simulate_zscan
 from stacklab.beads.simulate import bead_spectrum
+from stacklab.errors import ShapeError
 
 
 def test_spectrum_at_zero_frequency_matches_closed_form():
@@ -151,3 +153,42 @@ def test_scalar_z_range_is_a_half_width_and_bad_range_is_named():
     assert sim.z.min() < 0 < sim.z.max()
     with pytest.raises(ValueError, match="z_range"):
         simulate(5, z_range=(1.0, 2.0, 3.0), seed=3)
+
+
+def test_movie_drift_moves_beads_and_truth():
+    kw = dict(shape=(96, 192), n_beads=2, roi_size=48, z_range=(800.0, 800.0), seed=4)
+    still, truth0 = simulate_movie(3, **kw)
+    # drift=None and an all-zero drift give the same movie as before
+    same, truth_same = simulate_movie(3, drift=np.zeros((3, 2)), **kw)
+    np.testing.assert_array_equal(same, still)
+    pd.testing.assert_frame_equal(truth_same, truth0)
+    # an integer drift translates the frame exactly (the patches move with the beads)
+    drift = np.array([[0.0, 0.0], [5.0, -3.0], [-4.0, 2.0]])
+    moved, truth = simulate_movie(3, drift=drift, **kw)
+    for f in (1, 2):
+        dx, dy = (int(v) for v in drift[f])
+        np.testing.assert_allclose(
+            np.roll(still[f], (dy, dx), axis=(0, 1))[8:-8, 8:-8], moved[f][8:-8, 8:-8], atol=1e-6
+        )
+        rows = truth.frame == f
+        np.testing.assert_allclose(truth.x[rows], truth0.x[rows] + dx)
+        np.testing.assert_allclose(truth.y[rows], truth0.y[rows] + dy)
+    np.testing.assert_array_equal(truth.z, truth0.z)
+    # per-bead trajectories: bead 1 moves, bead 0 stays
+    per_bead = np.zeros((3, 2, 2))
+    per_bead[:, 1, 1] = [0.0, 1.5, 3.0]
+    _, truth_pb = simulate_movie(3, drift=per_bead, **kw)
+    # rows are (frame, bead) = (0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)
+    np.testing.assert_allclose(truth_pb.y - truth0.y, [0.0, 0.0, 0.0, 1.5, 0.0, 3.0])
+    np.testing.assert_array_equal(truth_pb.x, truth0.x)
+
+
+def test_movie_bad_drift():
+    with pytest.raises(ShapeError, match="drift"):
+        simulate_movie(3, shape=(96, 192), n_beads=2, roi_size=48, drift=np.zeros((4, 2)))
+    with pytest.raises(ShapeError, match="drift"):
+        simulate_movie(3, shape=(96, 192), n_beads=2, roi_size=48, drift=np.zeros((3, 3, 2)))
+    with pytest.raises(ValueError, match="drift must be finite"):
+        simulate_movie(
+            2, shape=(96, 192), n_beads=2, roi_size=48, drift=[[0.0, 0.0], [np.nan, 1.0]]
+        )

@@ -140,6 +140,16 @@ def test_map_empty_stack_is_an_error():
         engine.map_frames(lambda b: b * 2, np.zeros((0, 4, 4)))
 
 
+def test_iter_blocks_reads_dask_in_order(rng):
+    """A Dask stack (also a 4D scan) is read block by block in frame order, as NumPy blocks."""
+    scan = rng.random((3, 4, 5, 6))
+    lazy = da.from_array(scan, chunks=(2, 3, 5, 6))
+    got = list(engine.iter_blocks(lazy, chunk=5))
+    assert [first for first, _ in got] == [0, 5, 10]
+    assert all(isinstance(block, np.ndarray) for _, block in got)
+    np.testing.assert_array_equal(np.concatenate([b for _, b in got]), scan.reshape(12, 5, 6))
+
+
 def test_reduce_all_backends_agree(stack):
     want = np.array([stack.astype(np.float64).sum(), stack.shape[0]])
     np.testing.assert_array_equal(engine.reduce_frames(sum_and_count, stack, chunk=7), want)

@@ -3,7 +3,10 @@
 Commands::
 
     stacklab beads zlut zscan.tif --z-step 100nm [--z-start -5um] -o lut.npy
-    stacklab beads track movie.tif --zlut lut.npy [--rois rois.csv] [--roi-size 64] -o xyz.csv
+    stacklab beads track movie.tif --zlut lut.npy [--rois rois.csv] [--roi-size 64] \
+        [--follow] [--reference 0,3] -o xyz.csv
+    stacklab beads force xyz.csv --pixel-size 100nm --frame-rate 400 \
+        (--extension 2um | --z-surface -2um) [--field-axis x] [--bead-radius 1.4um] -o forces.csv
     stacklab beads simulate -o movie.tif [--zscan zscan.tif] [--truth truth.csv]
 
 Lengths accept a unit: ``100nm``, ``0.1um`` (or ``µm``), ``1e-7m``; a bare number is in nm.
@@ -30,7 +33,7 @@ from ..cli.options import (
     seed_option,
 )
 
-__all__ = ["beads", "parse_length"]
+__all__ = ["beads", "parse_bead_ids", "parse_length"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,35 @@ def parse_length(text: str | float, name: str = "length") -> float:
         For an unreadable value or unknown unit.
     """
     return LENGTH.parse(text, name)
+
+
+def parse_bead_ids(text: str | None, name: str = "--reference") -> list[int] | None:
+    """Parse comma-separated bead ids such as ``"0,3"`` (None stays None).
+
+    Parameters
+    ----------
+    text : str or None
+        Non-negative integers separated by commas (spaces allowed).
+    name : str
+        Option name for the error message.
+
+    Returns
+    -------
+    list of int or None
+
+    Raises
+    ------
+    click.BadParameter
+        For an empty list or anything that is not a non-negative integer.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p.isdigit() for p in parts):
+        raise click.BadParameter(
+            f"expected comma-separated bead ids such as 0,3, got {text!r}", param_hint=name
+        )
+    return [int(p) for p in parts]
 
 
 @click.group("beads")
@@ -125,16 +157,41 @@ def zlut_command(zscan, z_step, z_start, key, bin_width, pixel_size, output) -> 
     show_default=True,
     help="ROIs beyond the frame edge: error, or leave them out.",
 )
+@click.option(
+    "--follow/--no-follow",
+    default=False,
+    show_default=True,
+    help="Re-centre the ROIs on drifting beads between blocks of --chunk frames.",
+)
+@click.option(
+    "--reference",
+    default=None,
+    help="Comma-separated ids of beads stuck to the surface (e.g. 0,3): subtract their mean "
+    "drift from every bead.",
+)
 @progress_option()
 @output_option("Table: .csv or .h5 (columns frame, bead, x, y, z, quality).")
 def track_command(
-    movie, zlut_path, rois_path, roi_size, n_beads, key, chunk, edge, progress, output
+    movie,
+    zlut_path,
+    rois_path,
+    roi_size,
+    n_beads,
+    key,
+    chunk,
+    edge,
+    follow,
+    reference,
+    progress,
+    output,
 ) -> None:
     """Track every bead of MOVIE (TIFF, HDF5, NPY, Zarr) into one xyz table."""
     from .movie import load_rois, save_table, track_movie
+    from .reference import subtract_reference
     from .zlut import ZLUT
 
     check_suffix(output, (".csv", ".h5", ".hdf5"), "must end in .csv, .h5 or .hdf5")
+    ref_ids = parse_bead_ids(reference)
     lut = ZLUT.load(zlut_path) if zlut_path is not None else None
     rois = load_rois(rois_path) if rois_path is not None else None
     with opened_stack(movie, key) as stack:
@@ -146,15 +203,101 @@ def track_command(
             chunk=chunk,
             edge=edge,
             n_beads=n_beads,
+            follow=follow,
             progress=progress,
         )
+    if ref_ids is not None:
+        try:
+            table = subtract_reference(table, ref_ids)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--reference") from exc
     save_table(table, output)
     n_beads_out = int(table["bead"].nunique())
     n_frames = int(table["frame"].nunique())
     n_nan = int(table["x"].isna().sum())
+    note = "" if ref_ids is None else f", drift of bead(s) {ref_ids} subtracted"
     click.echo(
-        f"tracked {n_beads_out} bead(s) over {n_frames} frames ({n_nan} NaN rows) -> {output}"
+        f"tracked {n_beads_out} bead(s) over {n_frames} frames ({n_nan} NaN rows{note}) -> {output}"
     )
+
+
+@beads.command("force")
+@click.argument("table_path", metavar="TABLE", type=EXISTING_FILE)
+@click.option("--pixel-size", type=LENGTH, required=True, help="Camera pixel in the sample, 100nm.")
+@click.option("--frame-rate", type=float, required=True, help="Frame rate, Hz.")
+@click.option("--extension", type=LENGTH, default=None, help="Tether extension of every bead.")
+@click.option(
+    "--z-surface",
+    type=LENGTH,
+    default=None,
+    help="z of a bead on the surface: extension = median(z) - this, per bead.",
+)
+@click.option(
+    "--field-axis",
+    type=click.Choice(["x", "y"]),
+    default="x",
+    show_default=True,
+    help="Camera axis along the magnetic field.",
+)
+@click.option("--bead-radius", type=LENGTH, default=None, help="Bead radius, e.g. 1.4um.")
+@click.option("--exposure", type=float, default=None, help="Exposure, s (default 1/frame rate).")
+@click.option("--temperature", type=float, default=296.15, show_default=True, help="K.")
+@click.option("--viscosity", type=float, default=0.89e-3, show_default=True, help="Pa s.")
+@click.option(
+    "--fix-drag/--fit-drag",
+    default=False,
+    show_default=True,
+    help="Fix the drag from --bead-radius and --viscosity (for corner frequencies near or "
+    "above the frame rate).",
+)
+@click.option("--min-quality", type=float, default=None, help="Treat rows below as lost.")
+@output_option("Forces: .csv (bead, axis, force_pN, ...).")
+def force_command(
+    table_path,
+    pixel_size,
+    frame_rate,
+    extension,
+    z_surface,
+    field_axis,
+    bead_radius,
+    exposure,
+    temperature,
+    viscosity,
+    fix_drag,
+    min_quality,
+    output,
+) -> None:
+    """Force on every bead of an xyz TABLE from the power spectrum of its fluctuations."""
+    from ..io import atomic_path
+    from .force import forces_from_table
+    from .movie import load_table
+
+    check_suffix(output, (".csv",), "must end in .csv")
+    if (extension is None) == (z_surface is None):
+        raise click.UsageError("give exactly one of --extension and --z-surface")
+    forces = forces_from_table(
+        load_table(table_path),
+        pixel_size_nm=pixel_size,
+        frame_rate_hz=frame_rate,
+        extension_nm=extension,
+        z_surface_nm=z_surface,
+        field_axis=field_axis,
+        exposure_s=exposure,
+        bead_radius_nm=bead_radius,
+        viscosity_pa_s=viscosity,
+        temperature_K=temperature,
+        fix_drag=fix_drag,
+        min_quality=min_quality,
+    )
+    with atomic_path(output) as tmp:
+        forces.to_csv(tmp, index=False)
+    for row in forces.itertuples():
+        click.echo(
+            f"bead {row.bead} {row.axis} ({row.direction}): {row.force_pN:.4g} "
+            f"+- {row.force_se_pN:.2g} pN, fc {row.corner_frequency_hz:.3g} Hz, "
+            f"L {row.extension_nm:.0f} nm"
+        )
+    click.echo(f"-> {output}")
 
 
 @beads.command("simulate")

@@ -4,7 +4,8 @@
 and tracks all ROIs with :func:`stacklab.beads.track`, block by block through
 :func:`stacklab.engine.collect_frames` (so a movie larger than memory, held as a Dask array or a
 lazy HDF5/TIFF/Zarr stack, streams through). ROIs are given as centres or boxes, or found in the
-first frame by :func:`find_beads`. The result is a pandas DataFrame with one row per frame and
+first frame by :func:`find_beads`; with ``follow=True`` they are re-centred on their drifting
+beads between blocks. The result is a pandas DataFrame with one row per frame and
 bead: ``frame, bead, x, y, z, quality`` (``x`` column and ``y`` row in movie pixels, ``z`` in the
 look-up table's unit), written to CSV or HDF5 by :func:`save_table`.
 """
@@ -40,6 +41,12 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the table returned by :func:`track_movie`.
 TABLE_COLUMNS: tuple[str, ...] = ("frame", "bead", "x", "y", "z", "quality")
+
+
+def _check_chunk(chunk: Any) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer number of frames, got {chunk!r}")
+    return int(chunk)
 
 
 def _check_roi_size(roi_size: Any) -> int:
@@ -256,17 +263,14 @@ def _crop(block: Any, boxes: np.ndarray) -> Any:
     return xp.stack([block[:, t:b, left:right] for t, b, left, right in boxes], axis=1)
 
 
-def _movie_block(
+def _track_block(
     block: Any,
-    first: int,
-    *,
     boxes: np.ndarray,
-    beads: np.ndarray,
     zluts: Sequence[ZLUT | None],
     track_options: dict,
-) -> Any:
-    import pandas as pd
-
+) -> dict[str, np.ndarray]:
+    """Track the ROIs ``boxes`` in a block of frames: x, y, z, quality as float64 (n, k) arrays,
+    x and y in movie coordinates."""
     n = block.shape[0]
     k = boxes.shape[0]
     size = int(boxes[0, 1] - boxes[0, 0])
@@ -281,18 +285,126 @@ def _movie_block(
             res = track(crops[:, j], zluts[j], progress=False, **track_options)
             for c in cols:
                 cols[c].reshape(n, k)[:, j] = np.asarray(to_numpy(getattr(res, c)))
-    x = cols["x"].reshape(n, k) + boxes[None, :, 2]
-    y = cols["y"].reshape(n, k) + boxes[None, :, 0]
+    out = {c: v.reshape(n, k) for c, v in cols.items()}
+    out["x"] = out["x"] + boxes[None, :, 2]
+    out["y"] = out["y"] + boxes[None, :, 0]
+    return out
+
+
+def _block_table(first: int, beads: np.ndarray, cols: dict[str, np.ndarray]) -> Any:
+    """Rows (frame, bead, x, y, z, quality) of a block from (n, k) arrays."""
+    import pandas as pd
+
+    n, k = cols["x"].shape
     return pd.DataFrame(
         {
             "frame": np.repeat(np.arange(first, first + n, dtype=np.int64), k),
             "bead": np.tile(beads.astype(np.int64), n),
-            "x": x.reshape(-1),
-            "y": y.reshape(-1),
-            "z": cols["z"],
-            "quality": cols["quality"],
+            "x": cols["x"].reshape(-1),
+            "y": cols["y"].reshape(-1),
+            "z": cols["z"].reshape(-1),
+            "quality": cols["quality"].reshape(-1),
         }
     )
+
+
+def _movie_block(
+    block: Any,
+    first: int,
+    *,
+    boxes: np.ndarray,
+    beads: np.ndarray,
+    zluts: Sequence[ZLUT | None],
+    track_options: dict,
+) -> Any:
+    return _block_table(first, beads, _track_block(block, boxes, zluts, track_options))
+
+
+def _recentre(
+    boxes: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    frame_shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ROIs re-centred on the last finite position of each bead in a block.
+
+    ``x``, ``y`` are (n, k) movie coordinates. Returns the new boxes (a bead without a finite
+    position inside its ROI keeps its box; a box that would leave the frame is clipped inside),
+    per bead how far (px, largest of the two axes) its position lies from the centre of the new
+    box, and the positions used (x, y).
+    """
+    rows, cols = frame_shape
+    size = int(boxes[0, 1] - boxes[0, 0])
+    half = (size - 1) / 2.0
+    valid = (
+        np.isfinite(x)
+        & np.isfinite(y)
+        & (y >= boxes[None, :, 0] - 0.5)
+        & (y <= boxes[None, :, 1] - 0.5)
+        & (x >= boxes[None, :, 2] - 0.5)
+        & (x <= boxes[None, :, 3] - 0.5)
+    )
+    has = valid.any(axis=0)
+    last = x.shape[0] - 1 - np.argmax(valid[::-1], axis=0)  # last valid frame of each bead
+    cols_k = np.arange(x.shape[1])
+    cx = np.where(has, x[last, cols_k], boxes[:, 2] + half)
+    cy = np.where(has, y[last, cols_k], boxes[:, 0] + half)
+    top = np.floor(cy - half + 0.5).astype(np.int64)
+    left = np.floor(cx - half + 0.5).astype(np.int64)
+    top = np.where(has, np.clip(top, 0, rows - size), boxes[:, 0])
+    left = np.where(has, np.clip(left, 0, cols - size), boxes[:, 2])
+    new = np.stack([top, top + size, left, left + size], axis=1)
+    offset = np.maximum(np.abs(cy - (top + half)), np.abs(cx - (left + half)))
+    return new, np.where(has, offset, 0.0), cx, cy
+
+
+def _track_following(
+    movie: Any,
+    boxes: np.ndarray,
+    beads: np.ndarray,
+    zluts: Sequence[ZLUT | None],
+    frame_shape: tuple[int, int],
+    chunk: int,
+    progress: bool | None,
+    track_options: dict,
+) -> Any:
+    """track_movie(follow=True): blocks in order, ROIs re-centred between blocks."""
+    import pandas as pd
+
+    size = int(boxes[0, 1] - boxes[0, 0])
+    limit = size / 8.0
+    boxes = boxes.copy()
+    k = boxes.shape[0]
+    lost = np.zeros(k, dtype=bool)
+    parts = []
+    for first, block in engine.iter_blocks(
+        movie, chunk=chunk, progress=progress, desc="track_movie"
+    ):
+        n = block.shape[0]
+        cols = {c: np.full((n, k), np.nan) for c in ("x", "y", "z", "quality")}
+        live = np.flatnonzero(~lost)
+        if live.size:
+            got = _track_block(block, boxes[live], [zluts[i] for i in live], track_options)
+            for c in cols:
+                cols[c][:, live] = got[c]
+            new, offset, cx, cy = _recentre(boxes[live], got["x"], got["y"], frame_shape)
+            gone = offset > limit
+            for j in np.flatnonzero(gone):
+                logger.warning(
+                    "track_movie: bead %d at (x, y) = (%.1f, %.1f) px is leaving the %d x %d "
+                    "frame (its ROI cannot follow it); its rows are NaN from frame %d on",
+                    int(beads[live[j]]),
+                    float(cx[j]),
+                    float(cy[j]),
+                    frame_shape[0],
+                    frame_shape[1],
+                    first + n,
+                )
+            lost[live[gone]] = True
+            keep = ~gone
+            boxes[live[keep]] = new[keep]
+        parts.append(_block_table(first, beads, cols))
+    return pd.concat(parts, ignore_index=True)
 
 
 def track_movie(
@@ -304,6 +416,7 @@ def track_movie(
     chunk: int = 256,
     edge: Literal["raise", "drop"] = "raise",
     n_beads: int | None = None,
+    follow: bool = False,
     progress: bool | None = None,
     **track_options: Any,
 ) -> Any:
@@ -328,6 +441,13 @@ def track_movie(
         ROIs extending beyond the frame: ``ValueError`` (default) or left out with a warning.
     n_beads : int, optional
         With automatic ROIs, keep at most this many beads.
+    follow : bool
+        Let the ROIs follow drifting beads (default False: ROIs stay where they are). Before each
+        block of ``chunk`` frames every ROI is re-centred, in whole pixels, on its bead's last
+        tracked position in the previous block, so a drift of up to a few px per block is
+        followed (choose ``chunk`` for that: e.g. 2 px per block). The blocks then run one after
+        another, also for a Dask movie (computed block by block in frame order, ``chunk``
+        frames at a time rather than by its own chunks; memory stays bounded). See Notes.
     progress : bool, optional
         Progress bar (None: only when interactive).
     **track_options
@@ -343,10 +463,18 @@ def track_movie(
 
     Notes
     -----
-    ROIs stay where they are for the whole movie. The tracker is exact for beads up to about
-    4 px from their ROI centre (64 px ROIs); beyond that its sampling circles leave the ROI and
-    the error grows (``quality`` drops). Choose ``roi_size``/``rois`` accordingly for beads that
-    drift.
+    Without ``follow`` the ROIs stay where they are for the whole movie. The tracker is exact for
+    beads up to about 4 px from their ROI centre (64 px ROIs); beyond that its sampling circles
+    leave the ROI and the error grows (``quality`` drops), and a bead that drifts tens of px is
+    lost. With ``follow=True``:
+
+    * ROIs move by whole pixels between blocks; ``x``, ``y`` stay in movie coordinates, and the
+      result depends on ``chunk`` only through where the ROIs were placed (tracker precision).
+    * Each ROI is re-centred on the last position of its bead in the block that is finite and
+      inside the ROI; a bead without one (e.g. a block of NaN frames) keeps its previous ROI.
+    * An ROI that would extend beyond the frame is clipped inside it. When the bead would then
+      sit more than ``roi_size / 8`` px off the ROI centre it is leaving the frame: a warning is
+      logged once and that bead's rows are NaN from the next block on.
 
     Raises
     ------
@@ -389,6 +517,18 @@ def track_movie(
         if len(tables) != n_rois:
             raise ValueError(f"zlut has {len(tables)} tables but there are {n_rois} rois")
         zluts = [tables[i] for i in kept]
+    if follow:
+        table = _track_following(
+            movie,
+            boxes,
+            kept,
+            zluts,
+            frame_shape,
+            _check_chunk(chunk),
+            progress,
+            dict(track_options),
+        )
+        return table.reset_index(drop=True)
     table = engine.collect_frames(
         _movie_block,
         movie,
@@ -437,6 +577,54 @@ def save_table(table: Any, path: str | os.PathLike, *, key: str = "tracks") -> P
         write_hdf5(path, data, attrs={key: {"columns": ",".join(map(str, table.columns))}})
         return path
     raise FileFormatError(f"cannot write a table to {str(path)!r}: use a .csv, .h5 or .hdf5 name")
+
+
+def load_table(path: str | os.PathLike, *, key: str = "tracks") -> Any:
+    """Read a table written by :func:`save_table` (CSV, or HDF5 with one dataset per column).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.csv`` or ``.h5``/``.hdf5`` file.
+    key : str
+        HDF5 group (default ``"tracks"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    FileFormatError
+        If the file is missing, unreadable, or an HDF5 file lacks the group ``key``.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"table file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if key not in f:
+                    raise FileFormatError(f"{str(path)!r} has no table group {key!r}")
+                group = f[key]
+                names = (
+                    str(group.attrs.get("columns", "")).split(",")
+                    if "columns" in group.attrs
+                    else list(group)
+                )
+                return pd.DataFrame({c: group[c][...] for c in names if c})
+    except FileFormatError:
+        raise
+    except Exception as exc:
+        raise FileFormatError(f"cannot read table {str(path)!r}: {exc}") from exc
+    raise FileFormatError(f"cannot read a table from {str(path)!r}: use a .csv, .h5 or .hdf5 name")
 
 
 def load_rois(path: str | os.PathLike) -> np.ndarray:

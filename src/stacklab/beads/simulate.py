@@ -454,6 +454,23 @@ def simulate_zscan(
     )
 
 
+def _movie_drift(drift: Any, n_frames: int, n_beads: int) -> np.ndarray | None:
+    """``drift`` as float64 (n_frames, n_beads, 2), or None."""
+    if drift is None:
+        return None
+    d = np.asarray(drift, dtype=np.float64)
+    if d.shape == (n_frames, 2):
+        d = np.broadcast_to(d[:, None, :], (n_frames, n_beads, 2))
+    if d.shape != (n_frames, n_beads, 2):
+        raise ShapeError(
+            f"drift must have shape (n_frames, 2) = ({n_frames}, 2) or (n_frames, n_beads, 2) = "
+            f"({n_frames}, {n_beads}, 2) as (dx, dy) px, got {d.shape}"
+        )
+    if not np.all(np.isfinite(d)):
+        raise ValueError("drift must be finite")
+    return d
+
+
 def simulate_movie(
     n_frames: int,
     *,
@@ -464,6 +481,7 @@ def simulate_movie(
     xy_jitter: float = 1.0,
     z_range: tuple[float, float] = (-3000.0, 3000.0),
     photons: float | None = None,
+    drift: Any = None,
     seed: int | np.random.Generator | None = None,
     dtype: Any = np.float32,
     **optics: Any,
@@ -473,7 +491,9 @@ def simulate_movie(
     Each bead is rendered on its own ``2 * roi_size`` patch (the background-subtracted intensity
     tapered to zero over the outer quarter of the patch) and the patches are added to a uniform
     background; beads should therefore be at least ``2 * roi_size`` apart for their images not to
-    overlap.
+    overlap. With ``drift`` the patch follows the bead (its corner is moved by the rounded drift
+    of each frame), so a drifting bead keeps an undistorted image; parts of a patch beyond the
+    frame are cut off.
 
     Parameters
     ----------
@@ -495,6 +515,11 @@ def simulate_movie(
         Per-frame z is uniform in this range, nm.
     photons : float, optional
         Mean photons per background pixel (Poisson noise); None for noise-free intensity.
+    drift : array of shape (n_frames, 2) or (n_frames, n_beads, 2), optional
+        Displacement ``(dx, dy)`` (column, row) in px added to the bead positions of each frame:
+        one common drift (stage or thermal drift) or one trajectory per bead. It is part of the
+        truth table's ``x``, ``y``. Default: no drift (the movie is then the same as without the
+        argument).
     seed : int or numpy.random.Generator, optional
         Random seed.
     dtype : dtype
@@ -509,6 +534,20 @@ def simulate_movie(
     truth : pandas.DataFrame
         Columns ``frame``, ``bead``, ``x``, ``y`` (px, movie coordinates), ``z`` (nm), one row per
         frame and bead, sorted by frame then bead.
+
+    Raises
+    ------
+    ShapeError
+        For ``positions`` or ``drift`` of the wrong shape.
+    ValueError
+        For too many beads for the frame or a non-finite ``drift``.
+
+    Examples
+    --------
+    A linear drift of 20 px along x over 100 frames:
+
+    >>> drift = np.stack([np.linspace(0.0, 20.0, 100), np.zeros(100)], axis=1)
+    >>> movie, truth = simulate_movie(100, n_beads=2, drift=drift, seed=0)  # doctest: +SKIP
     """
     import pandas as pd
 
@@ -533,6 +572,7 @@ def simulate_movie(
     if positions.ndim != 2 or positions.shape[1] != 2:
         raise ShapeError(f"positions must have shape (n_beads, 2) = (x, y), got {positions.shape}")
     k = positions.shape[0]
+    shifts = _movie_drift(drift, n_frames, k)  # (n_frames, k, 2) px
     bg = 1.0
     movie = np.full((n_frames, rows, cols), bg, dtype=np.float64)
     # Taper (1 inside, cosine to 0 over the outer quarter of the patch).
@@ -546,8 +586,17 @@ def simulate_movie(
         xb = positions[b, 0] + rng.normal(0.0, xy_jitter, n_frames)
         yb = positions[b, 1] + rng.normal(0.0, xy_jitter, n_frames)
         zb = rng.uniform(z_range[0], z_range[1], n_frames)
-        row0 = round(positions[b, 1]) - patch // 2
-        col0 = round(positions[b, 0]) - patch // 2
+        if shifts is not None:
+            xb = xb + shifts[:, b, 0]
+            yb = yb + shifts[:, b, 1]
+            centre_x = positions[b, 0] + shifts[:, b, 0]
+            centre_y = positions[b, 1] + shifts[:, b, 1]
+        else:
+            centre_x = np.full(n_frames, positions[b, 0])
+            centre_y = np.full(n_frames, positions[b, 1])
+        # Patch corner of every frame (fixed without drift), as integers.
+        row0 = np.round(centre_y).astype(np.int64) - patch // 2
+        col0 = np.round(centre_x).astype(np.int64) - patch // 2
         sim = simulate(
             n_frames,
             x=xb - col0,
@@ -559,10 +608,15 @@ def simulate_movie(
             **optics,
         )
         contrib = (sim.images - 1.0) * taper
-        # Clip the patch to the frame.
-        ra, rb = max(row0, 0), min(row0 + patch, rows)
-        ca, cb = max(col0, 0), min(col0 + patch, cols)
-        movie[:, ra:rb, ca:cb] += contrib[:, ra - row0 : rb - row0, ca - col0 : cb - col0]
+        # Paste the frames that share a patch corner together, clipping the patch to the frame.
+        corners, group = np.unique(np.stack([row0, col0], axis=1), axis=0, return_inverse=True)
+        for g, (r0, c0) in enumerate(corners.tolist()):
+            sel = np.flatnonzero(group.reshape(-1) == g)
+            ra, rb = max(r0, 0), min(r0 + patch, rows)
+            ca, cb = max(c0, 0), min(c0 + patch, cols)
+            if ra >= rb or ca >= cb:
+                continue
+            movie[sel, ra:rb, ca:cb] += contrib[sel, ra - r0 : rb - r0, ca - c0 : cb - c0]
         frames.append(np.arange(n_frames))
         beads.append(np.full(n_frames, b))
         xs_all.append(xb)
