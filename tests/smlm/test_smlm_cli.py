@@ -77,6 +77,28 @@ def test_localize_drift_render_frc_link(files):
     assert len(load_locs(files / "linked.csv")) < len(locs)
 
 
+def test_localize_multi_emitter(files):
+    """--max-emitters 2 keeps every isolated spot and reports the multi-emitter rows."""
+    single = run(
+        "localize", files / "movie.tif", "--pixel-size", 100, "--gain", 0.25, "--offset", 100,
+        "-o", files / "single.csv", "--no-progress",
+    )  # fmt: skip
+    multi = run(
+        "localize", files / "movie.tif", "--pixel-size", 100, "--gain", 0.25, "--offset", 100,
+        "--max-emitters", 2, "-o", files / "multi.csv", "--no-progress",
+    )  # fmt: skip
+    assert single.exit_code == 0 and multi.exit_code == 0, multi.output
+    assert "from multi-emitter spots" in multi.output
+    n_single, n_multi = len(load_locs(files / "single.csv")), len(load_locs(files / "multi.csv"))
+    assert n_single <= n_multi <= 1.1 * n_single
+    bad = CliRunner().invoke(
+        cli,
+        ["smlm", "localize", str(files / "movie.tif"), "--pixel-size", "100",
+         "--max-emitters", "0", "-o", str(files / "x.csv")],
+    )  # fmt: skip
+    assert bad.exit_code != 0 and "--max-emitters" in bad.output
+
+
 def test_cli_errors_are_one_line(files, tmp_path):
     runner = CliRunner()
     res = runner.invoke(

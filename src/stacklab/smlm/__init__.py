@@ -29,6 +29,8 @@ Stages, each usable alone:
 * crops: :func:`extract_crops` (edge spots get shifted windows and a flag);
 * fitting: :func:`fit_spots` (Poisson MLE or least squares of a pixel-integrated Gaussian,
   fixed or free sigma, CRLB, log-likelihood; numba on CPU, vectorized twin on GPU);
+  :func:`fit_spots_multi` (1 to K emitters per crop chosen by a likelihood-ratio test, for
+  dense frames; ``localize(..., max_emitters=2)``);
 * pipeline: :func:`localize` (chunk by chunk through :mod:`stacklab.engine`);
 * linking: :func:`link`, :func:`track_ids`; drift: :func:`drift_rcc`, :func:`correct_drift`;
   channels: :func:`register_channels`, :func:`apply_transform`;
@@ -78,7 +80,7 @@ from .metrics import (
     match_localizations,
     nena,
 )
-from .pipeline import COLUMNS, Flag, localize, localize_frames
+from .pipeline import COLUMNS, MULTI_COLUMNS, Flag, localize, localize_frames
 from .render import SRImage, render, save_png
 from .simulate import SimulatedMovie, blink_states, simulate_movie
 
@@ -95,6 +97,9 @@ _LAZY: dict[str, str] = {
     "blink_statistics": "blink",
     "PsfEstimate": "blink",
     "BlinkStatistics": "blink",
+    "fit_spots_multi": "multi",
+    "MultiFitResult": "multi",
+    "split_threshold": "multi",
     "Config": "config",
     "CameraConfig": "config",
     "ChannelConfig": "config",
@@ -110,6 +115,7 @@ __all__ = [
     "FRCResult",
     "FitResult",
     "Flag",
+    "MULTI_COLUMNS",
     "MatchResult",
     "NeNAResult",
     "SRImage",

@@ -101,6 +101,20 @@ def smlm() -> None:
 )
 @click.option("--box", type=int, default=7, show_default=True, help="Crop size, px (odd).")
 @click.option(
+    "--max-emitters",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Fit up to this many emitters per spot (dense frames; MLE only).",
+)
+@click.option(
+    "--multi-p-value",
+    type=float,
+    default=1e-6,
+    show_default=True,
+    help="Significance of each extra emitter (likelihood-ratio test).",
+)
+@click.option(
     "--fpr",
     type=float,
     default=1e-6,
@@ -129,8 +143,9 @@ def smlm() -> None:
 )
 @click.option("--render-pixel", type=float, default=10.0, show_default=True, help="nm.")
 def localize_command(
-    movie, pixel_size, gain, offset, qe, sigma, fit_sigma, method, box, fpr, threshold,
-    background, key, chunk, device, progress, output, render_path, render_pixel,
+    movie, pixel_size, gain, offset, qe, sigma, fit_sigma, method, box, max_emitters,
+    multi_p_value, fpr, threshold, background, key, chunk, device, progress, output, render_path,
+    render_pixel,
 ) -> None:  # fmt: skip
     """Localize every spot of MOVIE (TIFF, HDF5, NPY, Zarr; camera counts in ADU)."""
     import numpy as np
@@ -149,6 +164,8 @@ def localize_command(
             fit_sigma=fit_sigma,
             method=method,
             box=box,
+            max_emitters=max_emitters,
+            multi_p_value=multi_p_value,
             fpr=fpr,
             k=threshold,
             background=background,
@@ -162,10 +179,13 @@ def localize_command(
     n_edge = int(np.count_nonzero(flags & int(Flag.EDGE)))
     n_sat = int(np.count_nonzero(flags & int(Flag.SATURATED)))
     n_bad = int(np.count_nonzero(flags & int(Flag.NOT_CONVERGED | Flag.AT_BOUND)))
+    n_multi = int(np.count_nonzero(flags & int(Flag.MULTI)))
     med = float(np.median(df["uncertainty [nm]"])) if len(df) else float("nan")
+    multi = f", {n_multi} from multi-emitter spots" if max_emitters > 1 else ""
     click.echo(
         f"{len(df)} localizations in {locs.n_frames} frames (median precision {med:.1f} nm; "
-        f"flagged: {n_edge} edge, {n_sat} saturated, {n_bad} not converged/at bound) -> {output}"
+        f"flagged: {n_edge} edge, {n_sat} saturated, {n_bad} not converged/at bound{multi}) "
+        f"-> {output}"
     )
     if render_path is not None:
         from .render import render
