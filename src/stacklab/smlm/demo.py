@@ -113,6 +113,15 @@ def run_demo(*, quick: bool, seed: int) -> DemoSection:
     fit_spots(crops, sigma=1.3)
     fits_per_s = len(crops) / max(time.perf_counter() - tf, 1e-9)
 
+    # Dense frames (about 33 emitters on per frame): one vs up to two emitters per spot.
+    dense = simulate_movie(100 if quick else 200, (64, 64), density=0.05, k_on=0.05, seed=seed + 1)
+    td = time.perf_counter()
+    dense_single = localize(dense.movie, dense.camera, progress=False)
+    dense_multi = localize(dense.movie, dense.camera, max_emitters=2, progress=False)
+    seconds += time.perf_counter() - td
+    m_single = match_localizations(dense_single, dense.truth, max_dist_nm=150.0)
+    m_multi = match_localizations(dense_multi, dense.truth, max_dist_nm=150.0)
+
     match = match_localizations(locs, sim.truth, max_dist_nm=150.0)
     err, crlb, ratio = precision_vs_crlb(locs, sim.truth, match)
     ex = drift.x_nm - sim.drift_nm[:, 1]
@@ -127,6 +136,9 @@ def run_demo(*, quick: bool, seed: int) -> DemoSection:
         Metric("median CRLB", med_crlb, "nm"),
         Metric("NeNA precision", ne.precision_nm, "nm"),
         Metric("FRC resolution", fr.resolution_nm, "nm"),
+        Metric("dense frames: recall, one emitter per spot", m_single.recall),
+        at_least("dense frames: recall, up to two per spot", m_multi.recall, 0.85),
+        at_least("dense frames: precision, up to two per spot", m_multi.precision, 0.95),
         Metric("MLE fits (7 x 7, 4 parameters)", fits_per_s, "fits/s"),
         Metric("pipeline throughput (64 x 64 frames)", n_frames / max(t1 - t0, 1e-9), "frames/s"),
     )
@@ -193,6 +205,11 @@ def run_demo(*, quick: bool, seed: int) -> DemoSection:
         f"{match.recall:.3f} and precision {match.precision:.3f} (150 nm matching radius); the "
         "misses are mostly pairs of emitters closer than about 3 px that are on in the same "
         f"frame. Drift residual {drift_rms:.2f} nm RMS.\n\n"
+        f"Dense frames ({dense.movie.shape[0]} frames, about 33 emitters on per frame): with one "
+        f"emitter per spot recall {m_single.recall:.3f}, precision {m_single.precision:.3f}; "
+        "fitting up to two emitters per spot (kept when a likelihood-ratio test rejects one "
+        f"emitter at p = 1e-6) recall {m_multi.recall:.3f}, precision "
+        f"{m_multi.precision:.3f}.\n\n"
         "For comparison, the reference package smlmlp fits at about 6.5k spots/s on one thread "
         "(benchmarks/bench_smlm_fit.py)."
     )
