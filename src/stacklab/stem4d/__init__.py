@@ -20,6 +20,10 @@ Transforms
     :func:`resample_diffraction`, :func:`pad_diffraction`, :func:`set_scan_shape`.
 Reductions
     :func:`mean_pattern`, :func:`max_pattern`, :func:`sum_pattern`, :func:`virtual_image`.
+Origin, descan and DPC
+    :func:`find_origin`, :func:`estimate_probe_radius`, :func:`fit_origin` (:class:`OriginFit`),
+    :func:`center_patterns`, :func:`com_images`, :func:`dpc_rotation` (:class:`DPCRotation`),
+    :func:`dpc_phase`.
 Backgrounds and peaks
     :func:`polar_background_1d`, :func:`polar_background_2d`, :func:`polar_transform`,
     :func:`find_maxima_2d`, :func:`filter_maxima`, :func:`upsampled_peak`.
@@ -53,6 +57,17 @@ from .dark import dark_reference, edge_dark_reference, streak_background, subtra
 from .datacube import Calibration, DataCube, as_array, set_scan_shape
 from .hotpix import filter_hot_pixels, find_hot_pixels, local_median, repair_pixels
 from .maxima import Maxima, filter_maxima, find_maxima_2d, upsampled_peak
+from .origin import (
+    DPCRotation,
+    OriginFit,
+    center_patterns,
+    com_images,
+    dpc_phase,
+    dpc_rotation,
+    estimate_probe_radius,
+    find_origin,
+    fit_origin,
+)
 from .readers import (
     open_datacube,
     read_arina,
@@ -75,23 +90,32 @@ from .transforms import (
 __all__ = [
     "Calibration",
     "CountingThresholds",
+    "DPCRotation",
     "DataCube",
     "ElectronEvents",
     "Maxima",
+    "OriginFit",
     "PolarBackground",
     "as_array",
     "bin_diffraction",
     "bin_scan",
+    "center_patterns",
+    "com_images",
     "count_block",
     "count_electrons",
     "dark_reference",
+    "dpc_phase",
+    "dpc_rotation",
     "edge_dark_reference",
     "elliptical_radius",
+    "estimate_probe_radius",
     "estimate_thresholds",
     "filter_hot_pixels",
     "filter_maxima",
     "find_hot_pixels",
     "find_maxima_2d",
+    "find_origin",
+    "fit_origin",
     "local_median",
     "max_pattern",
     "mean_pattern",

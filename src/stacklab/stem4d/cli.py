@@ -1,4 +1,4 @@
-"""``stacklab stem``: inspect, count, bin and clean 4D-STEM files from the command line.
+"""``stacklab stem``: inspect, count, bin, clean and centre 4D-STEM files from the command line.
 
 Every command reads its input lazily (``.mib``, EMPAD ``.raw``, EMD/HDF5, Dectris master, TIFF,
 Zarr, ``.npy``) and processes it block by block, so files larger than memory work. Outputs are
@@ -399,3 +399,160 @@ def hotpix(
     more = f" and {len(coords) - 20} more" if len(coords) > 20 else ""
     click.echo(f"{len(coords)} bad pixel(s) repaired{': ' + shown if shown else ''}{more}")
     click.echo(f"wrote {output}")
+
+
+@stem.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output HDF5 file: centred cube 'data', 'origins', 'fitted', 'coefficients'.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["com", "disk", "cross_correlation"]),
+    default="com",
+    show_default=True,
+    help="How the bright-field disk is located in each pattern.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["plane", "parabola", "none"]),
+    default="plane",
+    show_default=True,
+    help="Descan model fitted to the origins ('none': centre on the measured origins).",
+)
+@click.option("--robust/--no-robust", default=True, show_default=True, help="Robust descan fit.")
+@scan_option
+@key_option
+@chunk_option
+@progress_option
+def origin(
+    file: Path,
+    output: Path,
+    method: str,
+    model: str,
+    robust: bool,
+    scan_shape: tuple[int, int] | None,
+    key: str | None,
+    chunk: int,
+    progress: bool | None,
+) -> None:
+    """Find the bright-field disk of every pattern of FILE, fit the descan, centre the patterns."""
+    import h5py
+
+    from ..io import atomic_path
+    from .origin import center_patterns, find_origin, fit_origin
+
+    cube = _open(file, scan_shape, key)
+    found = find_origin(cube, method=method, chunk=chunk, progress=_progress(progress))
+    fit = None if model == "none" else fit_origin(found, model=model, robust=robust)
+    target = found if fit is None else fit.fitted
+    det = tuple(int(n) for n in cube.shape[-2:])
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
+        sink = f.create_dataset(
+            "data",
+            shape=tuple(cube.shape),
+            dtype=np.float32,
+            chunks=(1, 1, *det),
+        )
+        center_patterns(cube, target, out=sink, chunk=chunk, progress=_progress(progress))
+        f["origins"] = found
+        f["fitted"] = target
+        if fit is not None:
+            f["coefficients"] = fit.coefficients
+            f["coefficients"].attrs["terms"] = "1, i, j" + (
+                ", i^2, ij, j^2" if model == "parabola" else ""
+            )
+    spread = np.nanstd(found.reshape(-1, 2), axis=0)
+    click.echo(
+        f"origins ({method}): mean ({np.nanmean(found[..., 0]):.2f}, "
+        f"{np.nanmean(found[..., 1]):.2f}) px, spread ({spread[0]:.3f}, {spread[1]:.3f}) px"
+    )
+    if fit is not None:
+        res = np.sqrt(np.nanmean(np.sum(fit.residuals**2, axis=-1)))
+        click.echo(f"descan {model}: RMS residual {res:.3f} px")
+    click.echo(f"wrote {output} (centred at ({det[0] // 2}, {det[1] // 2}))")
+
+
+@stem.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output HDF5 file: 'com_row', 'com_col', 'phase' (rad).",
+)
+@click.option(
+    "--pixel-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="2 pi x detector pixel (1/A) x scan step (A): COM (px) to phase gradient (rad/step).",
+)
+@click.option(
+    "--descan",
+    type=click.Choice(["plane", "parabola", "none"]),
+    default="plane",
+    show_default=True,
+    help="Descan model fitted to the disk origins and removed from the COM.",
+)
+@click.option(
+    "--vacuum",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Scan of the same size without specimen to fit the descan on (recommended: fitted on "
+    "the specimen itself, the descan model also absorbs its low-order tilts).",
+)
+@click.option("--rotation", type=float, default=None, help="Scan rotation, deg (default: fit).")
+@click.option("--flip/--no-flip", default=None, help="Detector flip (default: fit).")
+@scan_option
+@key_option
+@chunk_option
+@progress_option
+def dpc(
+    file: Path,
+    output: Path,
+    pixel_scale: float,
+    descan: str,
+    vacuum: Path | None,
+    rotation: float | None,
+    flip: bool | None,
+    scan_shape: tuple[int, int] | None,
+    key: str | None,
+    chunk: int,
+    progress: bool | None,
+) -> None:
+    """Centre-of-mass images of FILE and the DPC phase (rotation found by minimum curl)."""
+    from ..io import write_hdf5
+    from .origin import com_images, dpc_phase, dpc_rotation, find_origin, fit_origin
+
+    cube = _open(file, scan_shape, key)
+    origins = None
+    if descan != "none":
+        source = cube if vacuum is None else _open(vacuum, scan_shape, key)
+        if tuple(source.shape[:2]) != tuple(cube.shape[:2]):
+            raise click.BadParameter(
+                f"scan {tuple(source.shape[:2])} differs from FILE's {tuple(cube.shape[:2])}",
+                param_hint="--vacuum",
+            )
+        found = find_origin(source, chunk=chunk, progress=_progress(progress))
+        origins = fit_origin(found, model=descan).fitted
+    com_row, com_col = com_images(cube, origins=origins, chunk=chunk, progress=_progress(progress))
+    if rotation is None or flip is None:
+        found = dpc_rotation(com_row, com_col, flip=flip)
+        rotation = found.rotation_deg if rotation is None else rotation
+        flip = found.flip
+    phase = dpc_phase(com_row, com_col, rotation_deg=rotation, flip=flip, pixel_scale=pixel_scale)
+    write_hdf5(
+        output,
+        {"com_row": com_row, "com_col": com_col, "phase": phase},
+        attrs={"phase": {"rotation_deg": float(rotation), "flip": bool(flip)}},
+    )
+    click.echo(
+        f"COM images {tuple(com_row.shape)}; rotation {rotation:.2f} deg, flip {flip}; phase "
+        f"range {float(np.ptp(phase)):.3g} rad -> {output}"
+    )

@@ -8,6 +8,8 @@
 * :func:`simulate_diffraction` — an integrating-mode scan: a soft central disk whose position
   drifts with the scan position, Bragg disks at known positions, Poisson noise and optional
   hot/cold pixels.
+* :func:`simulate_descan` — a bright-field disk following a known descan (plane + quadratic)
+  plus the deflections of a known phase object (for origin fitting and DPC).
 * :func:`gaussian_spots` — an image of Gaussian spots at known sub-pixel positions.
 * :func:`polar_background_image` — a smooth elliptical radial background with bright spots.
 
@@ -30,12 +32,14 @@ from .counting import ElectronEvents
 
 __all__ = [
     "CountingTruth",
+    "DescanTruth",
     "DiffractionTruth",
     "MatchScore",
     "gaussian_spots",
     "match_events",
     "polar_background_image",
     "simulate_counting",
+    "simulate_descan",
     "simulate_diffraction",
 ]
 
@@ -720,3 +724,203 @@ def polar_background_image(
     if noise:
         img = rng.poisson(img).astype(np.float64)
     return img, bg
+
+
+# ------------------------------------------------------------------------------------------------
+# descan and differential phase contrast
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DescanTruth:
+    """Ground truth of :func:`simulate_descan`.
+
+    Attributes
+    ----------
+    origins : ndarray of float64, shape (scan_row, scan_col, 2)
+        ``(row, col)`` of the bright-field disk centre in every pattern, detector px:
+        ``descan + com``.
+    descan : ndarray of float64, shape (scan_row, scan_col, 2)
+        The smooth descan part, ``terms(i, j) @ coefficients`` with ``terms = [1, i, j, i**2,
+        i*j, j**2]`` of the scan indices ``(i, j)``, detector px.
+    coefficients : ndarray of float64, shape (6, 2)
+        Descan coefficients for ``(row, col)`` in the order of ``terms``.
+    com : ndarray of float64, shape (scan_row, scan_col, 2)
+        Beam deflection by the specimen in the detector frame, detector px.
+    phase : ndarray of float64, shape (scan_row, scan_col)
+        Phase of the specimen at every scan position, rad.
+    phase_gradient : ndarray of float64, shape (scan_row, scan_col, 2)
+        ``(d phase / d scan_row, d phase / d scan_col)``, rad per scan pixel (exact).
+    rotation_deg : float
+        Rotation that turns detector-frame vectors into the scan frame (see
+        :func:`~stacklab.stem4d.origin.dpc_rotation`).
+    flip : bool
+        Whether detector row/col components are swapped before that rotation.
+    com_per_gradient : float
+        Detector px of deflection per rad / scan px of phase gradient.
+    clean : ndarray of float64, shape (scan_row, scan_col, det_row, det_col)
+        Expected counts before noise.
+    """
+
+    origins: np.ndarray
+    descan: np.ndarray
+    coefficients: np.ndarray
+    com: np.ndarray
+    phase: np.ndarray
+    phase_gradient: np.ndarray
+    rotation_deg: float
+    flip: bool
+    com_per_gradient: float
+    clean: np.ndarray
+
+
+def simulate_descan(
+    scan_shape: tuple[int, int] = (16, 14),
+    det_shape: tuple[int, int] = (48, 45),
+    *,
+    disk_radius: float = 8.0,
+    edge: float = 0.6,
+    disk_counts: float = 5000.0,
+    background: float = 0.0,
+    plane: Any = None,
+    quadratic: Any = None,
+    phase_amplitude: float = 1.0,
+    n_blobs: int = 6,
+    blob_sigma: float = 2.5,
+    com_per_gradient: float = 1.0,
+    rotation_deg: float = 0.0,
+    flip: bool = False,
+    bragg_spacing: float | None = None,
+    bragg_counts: float = 1000.0,
+    noise: bool = True,
+    dtype: Any = np.float64,
+    seed: int = 0,
+) -> tuple[np.ndarray, DescanTruth]:
+    """Simulate a scan whose bright-field disk follows a known descan plus specimen tilts.
+
+    The disk centre at scan index ``(i, j)`` is ``descan(i, j) + com(i, j)``: ``descan`` is a
+    plane plus a small quadratic term of the scan indices, ``com`` the deflection by a phase
+    object (a sum of ``n_blobs`` Gaussian blobs, seeded), ``com = com_per_gradient * F R(-theta)
+    grad(phase)`` with ``R`` the rotation by ``rotation_deg`` acting on ``(row, col)`` vectors
+    (``R(t) = [[cos t, -sin t], [sin t, cos t]]``) and ``F`` the swap of the two components when
+    ``flip``; so ``grad(phase) = R(theta) F com / com_per_gradient`` (the convention of
+    :func:`~stacklab.stem4d.origin.dpc_phase`).
+
+    Parameters
+    ----------
+    scan_shape, det_shape : (int, int)
+        ``(scan_row, scan_col)`` and ``(det_row, det_col)``; any, including non-square and odd.
+    disk_radius : float
+        Radius of the bright-field disk, detector px.
+    edge : float
+        Width of its logistic edge, px.
+    disk_counts : float
+        Expected counts in the disk (also in every Bragg disk, times ``bragg_counts /
+        disk_counts``).
+    background : float
+        Uniform background, counts per pixel.
+    plane : array of shape (3, 2), optional
+        Descan coefficients of ``[1, i, j]`` for ``(row, col)``, px and px per scan step.
+        Default: the disk starts about 1.5 px off the detector centre and drifts by 3 px along
+        rows and 2 px along columns over the scan.
+    quadratic : array of shape (3, 2), optional
+        Coefficients of ``[i**2, i*j, j**2]`` (default: a curvature of 0.5 px over the scan).
+    phase_amplitude : float
+        Peak phase of a blob, rad (blob amplitudes are uniform in 0.5-1 times it).
+    n_blobs : int
+        Number of Gaussian blobs of the phase object (0 for none).
+    blob_sigma : float
+        Blob width, scan px.
+    com_per_gradient : float
+        Deflection in detector px per rad / scan px of phase gradient.
+    rotation_deg, flip
+        Orientation of the detector relative to the scan (see above).
+    bragg_spacing : float or None
+        Spacing of a first ring of 4 Bragg disks (rotated lattice, moving with the central
+        disk), px; None for none.
+    bragg_counts : float
+        Expected counts per Bragg disk.
+    noise : bool
+        Poisson noise (else the expectation).
+    dtype : dtype
+        Output dtype (float64 by default; integer dtypes are rounded and clipped).
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    cube : ndarray of shape (scan_row, scan_col, det_row, det_col)
+    truth : DescanTruth
+    """
+    scan = _shape2(scan_shape, "scan_shape")
+    det = _shape2(det_shape, "det_shape")
+    rng = np.random.default_rng(seed)
+    h, w = det
+    nr, nc = scan
+    if plane is None:
+        plane = [
+            [(h - 1) / 2 - 1.3, (w - 1) / 2 + 0.9],
+            [3.0 / max(nr - 1, 1), 0.6 / max(nr - 1, 1)],
+            [-0.8 / max(nc - 1, 1), 2.0 / max(nc - 1, 1)],
+        ]
+    if quadratic is None:
+        quadratic = [
+            [0.5 / max(nr - 1, 1) ** 2, -0.3 / max(nr - 1, 1) ** 2],
+            [0.2 / max(nr * nc - 1, 1), 0.0],
+            [-0.2 / max(nc - 1, 1) ** 2, 0.4 / max(nc - 1, 1) ** 2],
+        ]
+    plane = np.asarray(plane, dtype=np.float64)
+    quadratic = np.asarray(quadratic, dtype=np.float64)
+    if plane.shape != (3, 2):
+        raise ShapeError(f"plane must have shape (3, 2), got {plane.shape}")
+    if quadratic.shape != (3, 2):
+        raise ShapeError(f"quadratic must have shape (3, 2), got {quadratic.shape}")
+    coef = np.concatenate([plane, quadratic])
+    ii, jj = np.meshgrid(
+        np.arange(nr, dtype=np.float64), np.arange(nc, dtype=np.float64), indexing="ij"
+    )
+    terms = np.stack([np.ones_like(ii), ii, jj, ii * ii, ii * jj, jj * jj], axis=-1)
+    descan = terms @ coef
+
+    phase = np.zeros(scan)
+    grad = np.zeros((*scan, 2))
+    for _ in range(int(n_blobs)):
+        r0, c0 = rng.uniform(-0.5, nr - 0.5), rng.uniform(-0.5, nc - 0.5)
+        amp = phase_amplitude * rng.uniform(0.5, 1.0)
+        g = amp * np.exp(-((ii - r0) ** 2 + (jj - c0) ** 2) / (2 * blob_sigma**2))
+        phase += g
+        grad[..., 0] -= g * (ii - r0) / blob_sigma**2
+        grad[..., 1] -= g * (jj - c0) / blob_sigma**2
+    t = math.radians(rotation_deg)
+    rot_inv = np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])  # R(-t)
+    com = com_per_gradient * grad @ rot_inv.T
+    if flip:
+        com = com[..., ::-1].copy()
+    origins = descan + com
+
+    area = math.pi * disk_radius**2
+    clean = background + disk_counts / area * _disk(det, origins, disk_radius, edge)
+    if bragg_spacing:
+        a = 0.3
+        for k in range(4):
+            phi = a + k * math.pi / 2
+            off = bragg_spacing * np.array([math.sin(phi), math.cos(phi)])
+            clean = clean + bragg_counts / area * _disk(det, origins + off, disk_radius, edge)
+    data = rng.poisson(clean).astype(np.float64) if noise else clean.copy()
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        data = np.clip(np.rint(data), info.min, info.max)
+    truth = DescanTruth(
+        origins=origins,
+        descan=descan,
+        coefficients=coef,
+        com=com,
+        phase=phase,
+        phase_gradient=grad,
+        rotation_deg=float(rotation_deg),
+        flip=bool(flip),
+        com_per_gradient=float(com_per_gradient),
+        clean=clean,
+    )
+    return data.astype(dt), truth
