@@ -16,3 +16,5 @@ def test_quick_demo_section_passes():
     assert names["counting recall"].value >= 0.99 and names["counting precision"].value >= 0.99
     assert section.ok, [(m.name, m.value) for m in section.metrics]
     assert section.figures and "planted electrons" in section.text
+    names = [m.name for m in section.metrics]
+    assert "DPC phase correlation with truth" in names and len(section.figures) == 2
