@@ -28,6 +28,13 @@ from .geometry import (
 )
 from .matrix import apply_matrix, image_transformation_matrix
 from .physics import wavelength
+from .prepare import (
+    PtychoInput,
+    angular_pixel_size,
+    aperture_probe,
+    prepare_4dstem,
+    reconstruct_4dstem,
+)
 from .reconstruct import (
     METHODS,
     ReconstructionResult,
@@ -37,11 +44,13 @@ from .reconstruct import (
 )
 from .simulate import (
     PtychoDataset,
+    Recorded4DSTEM,
     illuminated_region,
     make_object,
     make_probe,
     notebook_scene,
     raster_positions,
+    record_4dstem,
     simulate_dataset,
 )
 
@@ -49,8 +58,12 @@ __all__ = [
     "METHODS",
     "AffineTransform",
     "PtychoDataset",
+    "PtychoInput",
     "ReconstructionResult",
+    "Recorded4DSTEM",
     "align_global_phase",
+    "angular_pixel_size",
+    "aperture_probe",
     "apply_matrix",
     "diffraction_intensities",
     "diffraction_to_detector",
@@ -67,8 +80,11 @@ __all__ = [
     "notebook_scene",
     "object_patches",
     "phase_rms_error",
+    "prepare_4dstem",
     "raster_positions",
     "reconstruct",
+    "reconstruct_4dstem",
+    "record_4dstem",
     "rolled_object_aggregation",
     "rolled_object_probe_product",
     "shifted_probes",

@@ -8,18 +8,34 @@ Files are HDF5, written atomically (:func:`stacklab.io.write_hdf5`):
 * ``reconstruct`` reads ``patterns``, ``positions`` and ``probe_guess`` (or ``probe``), and writes
   ``object``, ``probe``, ``positions`` and ``errors`` (Fourier error per iteration), plus
   ``object_errors`` (phase RMS against the truth, rad) when the input holds ``object``.
+* ``reconstruct-4dstem`` reads a recorded datacube (any file
+  :func:`stacklab.stem4d.open_datacube` reads) and the acquisition parameters, maps the detector
+  onto the forward-model grid (:func:`stacklab.ptycho.prepare_4dstem`) and reconstructs; it writes
+  ``object``, ``probe``, ``positions`` (reconstruction pixels), ``errors``, ``pixel_size_m``
+  (y, x), ``valid`` (forward-model pixels the detector covers), ``probe_guess`` and
+  ``beam_centre`` (detector px), the parameters as JSON in the file attributes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..cli.options import EXISTING_FILE, device_option, output_option, progress_option, seed_option
+from ..cli.options import (
+    EXISTING_FILE,
+    EXISTING_PATH,
+    chunk_option,
+    device_option,
+    key_option,
+    output_option,
+    progress_option,
+    seed_option,
+)
 
 __all__ = ["ptycho"]
 
@@ -217,4 +233,270 @@ def reconstruct_cmd(
     if res.object_errors is not None:
         msg += f", phase RMS error {res.object_errors[-1]:.4f} rad"
     click.echo(msg)
+    click.echo(f"wrote {out}")
+
+
+# ------------------------------------------------------------------------------------------------
+# reconstruct-4dstem
+# ------------------------------------------------------------------------------------------------
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z\u00b5\u03bc\u00c5]*)\s*$")
+#: Metres per length unit (``A`` and ``Å`` are angstrom).
+_METRES = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "a": 1e-10, "pm": 1e-12}
+#: Radians per angle unit.
+_RADIANS = {"rad": 1.0, "mrad": 1e-3, "urad": 1e-6}
+
+
+def _parse_quantity(text: str, table: dict[str, float], default: str, name: str) -> float:
+    """``"0.4A"``/``"40pm"``/``"25"`` (in ``default``) -> SI value; click.BadParameter if bad."""
+    match = _QUANTITY.match(str(text))
+    unit = ""
+    if match is not None:
+        unit = match.group(2).replace("\u00c5", "a").replace("\u03bc", "u").replace("\u00b5", "u")
+    key = unit.lower() or default
+    if match is None or key not in table:
+        units = ", ".join("A" if u == "a" else u for u in table)
+        shown = "A" if default == "a" else default
+        raise click.BadParameter(
+            f"{text!r} is not a value with a unit ({units}; a bare number is in {shown})",
+            param_hint=name,
+        )
+    return float(match.group(1)) * table[key]
+
+
+class _Quantity(click.ParamType):
+    """A length or angle with an optional unit, or a ``y,x`` pair of them, converted to SI."""
+
+    def __init__(self, kind: str, default: str, pair: bool = False) -> None:
+        self.table = _METRES if kind == "length" else _RADIANS
+        self.default = default
+        self.pair = pair
+        self.name = kind.upper()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, float | tuple):
+            return value
+        name = param.opts[0] if param else self.name.lower()
+        parts = str(value).split(",") if self.pair else [str(value)]
+        if len(parts) > 2:
+            self.fail(f"{value!r}: give one value or 'y,x'", param, ctx)
+        try:
+            vals = [_parse_quantity(p, self.table, self.default, name) for p in parts]
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+        if not self.pair:
+            return vals[0]
+        return (vals[0], vals[-1])
+
+
+@ptycho.command("reconstruct-4dstem")
+@click.argument("input_file", type=EXISTING_PATH)
+@output_option("Output HDF5 (default: <input>_recon.h5).", required=False)
+@key_option()
+@click.option(
+    "--scan", nargs=2, type=int, default=None, help="Scan ROWS COLS of a 3-D stack of frames."
+)
+@click.option("--kv", type=float, required=True, help="Acceleration voltage, kV.")
+@click.option(
+    "--semiconv",
+    type=_Quantity("angle", "mrad"),
+    required=True,
+    help="Semi-convergence angle (bare numbers in mrad; e.g. 25, 25mrad, 0.025rad).",
+)
+@click.option(
+    "--scan-step",
+    type=_Quantity("length", "a", pair=True),
+    required=True,
+    help="Scan step, or 'y,x' (bare numbers in angstrom; e.g. 0.4, 0.4A, 40pm).",
+)
+@click.option(
+    "--detector-pixel",
+    type=_Quantity("angle", "mrad", pair=True),
+    default=None,
+    help="Angular size of a detector pixel, or 'y,x' (bare numbers in mrad).",
+)
+@click.option(
+    "--camera-length",
+    type=_Quantity("length", "m"),
+    default=None,
+    help="Camera length (bare numbers in m), with --pixel-pitch instead of --detector-pixel.",
+)
+@click.option(
+    "--pixel-pitch",
+    type=_Quantity("length", "um", pair=True),
+    default=None,
+    help="Physical detector pixel size (bare numbers in um), with --camera-length.",
+)
+@click.option(
+    "--rotation", type=float, default=0.0, show_default=True, help="Scan rotation, degrees."
+)
+@click.option("--flip", is_flag=True, help="Flip the detector's y axis.")
+@click.option(
+    "--beam-centre",
+    nargs=2,
+    type=float,
+    default=None,
+    help="Beam centre ROW COL on the detector, px (default: found on the mean pattern).",
+)
+@click.option(
+    "--defocus",
+    type=_Quantity("length", "nm"),
+    default=0.0,
+    show_default=True,
+    help="Defocus of the probe guess (bare numbers in nm; e.g. 20nm, -15nm).",
+)
+@click.option(
+    "--shape",
+    "grid",
+    default=None,
+    help="Forward-model grid N or ROWSxCOLS (default: holds every detector angle).",
+)
+@click.option(
+    "--pixel-size",
+    type=_Quantity("length", "pm", pair=True),
+    default=None,
+    help="Reconstruction pixel size (bare numbers in pm; default from the grid).",
+)
+@click.option("--iterations", type=int, default=100, show_default=True)
+@click.option(
+    "--method", type=click.Choice(["rpie", "epie", "lsq"]), default="rpie", show_default=True
+)
+@click.option(
+    "--step",
+    type=float,
+    default=None,
+    help="ePIE/rPIE update multiplier (default 0.3, see reconstruct_4dstem).",
+)
+@click.option("--refine-positions/--no-refine-positions", default=False, show_default=True)
+@chunk_option()
+@device_option()
+@seed_option()
+@progress_option(None, "Progress bar (default: when the terminal is interactive).")
+def reconstruct_4dstem_cmd(
+    input_file: Path,
+    output: Path | None,
+    key: str | None,
+    scan: tuple[int, int] | None,
+    kv: float,
+    semiconv: float,
+    scan_step: tuple[float, float],
+    detector_pixel: tuple[float, float] | None,
+    camera_length: float | None,
+    pixel_pitch: tuple[float, float] | None,
+    rotation: float,
+    flip: bool,
+    beam_centre: tuple[float, float] | None,
+    defocus: float,
+    grid: str | None,
+    pixel_size: tuple[float, float] | None,
+    iterations: int,
+    method: str,
+    step: float | None,
+    refine_positions: bool,
+    chunk: int,
+    device: str,
+    seed: int,
+    progress: bool | None,
+) -> None:
+    """Reconstruct object and probe from a recorded 4D-STEM datacube INPUT_FILE.
+
+    The detector pixels are mapped onto the forward model's far-field grid (scan rotation and
+    flip included), positions follow the scan raster; the object comes out in the scan frame.
+    """
+    from ..io import write_hdf5
+    from ..stem4d.readers import open_datacube
+    from .prepare import angular_pixel_size, prepare_4dstem
+    from .reconstruct import reconstruct
+
+    if detector_pixel is None:
+        if camera_length is None or pixel_pitch is None:
+            raise click.UsageError("give --detector-pixel, or --camera-length with --pixel-pitch")
+        detector_pixel = tuple(angular_pixel_size(pixel_pitch, camera_length))
+    elif camera_length is not None or pixel_pitch is not None:
+        raise click.UsageError("give --detector-pixel or --camera-length/--pixel-pitch, not both")
+    shape = None
+    if grid is not None:
+        try:
+            vals = [int(v) for v in grid.lower().split("x")]
+        except ValueError:
+            raise click.BadParameter(
+                f"{grid!r} is not N or ROWSxCOLS", param_hint="--shape"
+            ) from None
+        if len(vals) not in (1, 2):
+            raise click.BadParameter(f"{grid!r} is not N or ROWSxCOLS", param_hint="--shape")
+        shape = (vals[0], vals[-1])
+    if int(iterations) < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--iterations")
+    cube = open_datacube(input_file, scan_shape=None if scan is None else tuple(scan), key=key)
+    prepared = prepare_4dstem(
+        cube,
+        voltage_kV=kv,
+        semiconv_rad=semiconv,
+        scan_step_m=scan_step,
+        detector_pixel_rad=detector_pixel,
+        scan_rotation_deg=rotation,
+        flip_y=flip,
+        beam_centre=beam_centre,
+        reconstruct_shape=shape,
+        pixel_size_m=pixel_size,
+        defocus_m=defocus,
+        chunk=chunk,
+        progress=progress,
+    )
+    click.echo(
+        f"beam centre ({prepared.beam_centre[0]:.2f}, {prepared.beam_centre[1]:.2f}) px; grid "
+        f"{prepared.reconstruct_shape[0]}x{prepared.reconstruct_shape[1]} of "
+        f"{prepared.fourier_pixel_rad.mean() * 1e3:.4g} mrad; pixel "
+        f"{prepared.pixel_size_m.mean() * 1e12:.4g} pm; {100 * prepared.valid.mean():.0f}% "
+        "of the grid on the detector"
+    )
+    if step is None:
+        step = 0.3 if method in ("rpie", "epie") else 1.0
+
+    def report(it: int, err: float) -> None:
+        if (it + 1) % max(1, iterations // 10) == 0 or it + 1 == iterations:
+            logger.info("iteration %d/%d: error %.4g", it + 1, iterations, err)
+
+    res = reconstruct(
+        prepared.patterns,
+        prepared.positions,
+        prepared.probe,
+        method=method,
+        iterations=iterations,
+        step=step,
+        mask=prepared.valid,
+        layout=prepared.layout,
+        position_refinement=refine_positions,
+        seed=seed,
+        device=device,
+        progress=progress,
+        callback=report,
+    )
+    source = Path(input_file)
+    out = output or source.with_name(source.stem + "_recon.h5")
+    params = dict(prepared.params, reconstruct=res.params)
+    attrs = {
+        "/": {
+            "stacklab_kind": "ptycho_reconstruction_4dstem",
+            "method": method,
+            "iterations": int(iterations),
+            "source": str(input_file),
+            "pixel_size_m": prepared.pixel_size_m,
+            "params": json.dumps(params),
+            "seconds": float(res.seconds),
+        }
+    }
+    datasets = dict(res.to_dict())
+    datasets.update(
+        pixel_size_m=prepared.pixel_size_m,
+        valid=prepared.valid,
+        probe_guess=prepared.probe,
+        beam_centre=prepared.beam_centre,
+    )
+    write_hdf5(out, datasets, attrs=attrs)
+    click.echo(
+        f"{method}: {iterations} iterations in {res.seconds:.1f} s, final error "
+        f"{res.errors[-1]:.4g}; object {res.object.shape[0]}x{res.object.shape[1]} px"
+    )
     click.echo(f"wrote {out}")

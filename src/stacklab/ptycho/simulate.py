@@ -5,6 +5,10 @@ Two scenes:
 * :func:`simulate_dataset`: a 4D-STEM far-field ptychography scan of a weak-to-moderate phase
   object with a defocused convergent-beam probe (exact forward model of
   :mod:`stacklab.ptycho.forward`), optionally with Poisson noise; the scene for reconstructions.
+* :func:`record_4dstem`: what a pixelated detector records from a :func:`simulate_dataset` scan:
+  the far field resampled onto a detector with its own angular pixel size, shape, beam centre,
+  scan rotation and flip, integrated over each detector pixel, optionally with Poisson noise;
+  the ground truth of :func:`stacklab.ptycho.prepare_4dstem`.
 * :func:`notebook_scene`: the forward simulation of the ptychography40 notebook "Tools for
   iterative ptychography" (a 256x256 test object with a signature wave, a convergent beam, a
   diffraction pattern resampled to mismatched pixel sizes, rotated and shifted as a detector
@@ -26,11 +30,13 @@ from .physics import wavelength
 
 __all__ = [
     "PtychoDataset",
+    "Recorded4DSTEM",
     "illuminated_region",
     "make_object",
     "make_probe",
     "notebook_scene",
     "raster_positions",
+    "record_4dstem",
     "simulate_dataset",
 ]
 
@@ -335,6 +341,222 @@ def simulate_dataset(
     )
     logger.debug("simulated %s scan, object %s, counts=%s", scan_shape, obj.shape, counts)
     return PtychoDataset(patterns, pos, probe, obj, guess.astype(np.complex64), counts, params)
+
+
+@dataclass(frozen=True, eq=False)
+class Recorded4DSTEM:
+    """A simulated scan as a pixelated detector records it, with the acquisition parameters.
+
+    Attributes
+    ----------
+    cube : ndarray of shape (scan_row, scan_col, det_row, det_col), float32
+        Detector counts per pixel (Poisson-distributed integers when ``counts`` was given).
+    voltage_kV : float
+        Acceleration voltage, kV.
+    semiconv_rad : float
+        Probe semi-convergence angle (bright-field disk radius), rad.
+    scan_step_m : ndarray of shape (2,)
+        Scan step (y, x), m.
+    detector_pixel_rad : ndarray of shape (2,)
+        Angular size (y, x) of a detector pixel, rad.
+    beam_centre : ndarray of shape (2,)
+        Where zero scattering angle lies on the detector, (row, col) detector px.
+    scan_rotation_deg : float
+        Scan rotation, degrees (as in :func:`~stacklab.ptycho.diffraction_to_detector`).
+    flip_y : bool
+        Whether the detector's y axis is flipped.
+    defocus_m : float
+        Defocus of the true probe in the convention of
+        :func:`~stacklab.ptycho.prepare_4dstem` (``pi defocus theta^2 / lambda`` phase).
+    pixel_size_m : float
+        Real-space pixel size of the simulation (object and probe window), m.
+    transform : AffineTransform
+        The true map from simulation far-field pixels (centred layout) to detector pixels.
+    counts : float or None
+        Counts per pattern for a transparent object (Poisson noise), None for noise-free.
+    dataset : PtychoDataset
+        The simulation (true object, probe and positions; its patterns are the forward-model
+        intensities the detector data should map back to).
+    """
+
+    cube: np.ndarray
+    voltage_kV: float
+    semiconv_rad: float
+    scan_step_m: np.ndarray
+    detector_pixel_rad: np.ndarray
+    beam_centre: np.ndarray
+    scan_rotation_deg: float
+    flip_y: bool
+    defocus_m: float
+    pixel_size_m: float
+    transform: Any
+    counts: float | None
+    dataset: PtychoDataset
+
+    @property
+    def acquisition(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~stacklab.ptycho.prepare_4dstem` that describe the
+        acquisition (voltage, angles, scan step, detector pixel, rotation, flip); the beam
+        centre, the defocus and the grid are left to the caller."""
+        return dict(
+            voltage_kV=self.voltage_kV,
+            semiconv_rad=self.semiconv_rad,
+            scan_step_m=tuple(self.scan_step_m),
+            detector_pixel_rad=tuple(self.detector_pixel_rad),
+            scan_rotation_deg=self.scan_rotation_deg,
+            flip_y=self.flip_y,
+        )
+
+
+def record_4dstem(
+    dataset: PtychoDataset,
+    *,
+    pixel_size_m: float = 20e-12,
+    voltage_kV: float = 300.0,
+    detector_shape: tuple[int, int] = (64, 88),
+    detector_pixel_rad: float | tuple[float, float] | None = None,
+    beam_centre: tuple[float, float] = (30.4, 45.7),
+    scan_rotation_deg: float = 17.0,
+    flip_y: bool = True,
+    counts: float | None = None,
+    subsample: int = 3,
+    oversample: int = 4,
+    seed: int = 0,
+) -> Recorded4DSTEM:
+    """What a pixelated detector records from a simulated scan.
+
+    The simulation's window of ``N`` pixels of ``pixel_size_m`` puts one far-field pixel at
+    ``dq = lambda / (N pixel_size_m)`` rad. Each exit wave ``P(r - R_j) O(r)`` is Fourier
+    transformed on an ``oversample`` times finer angular grid (zero padding: exact samples of
+    its continuous spectrum), its intensity is interpolated (cubic splines) at ``subsample`` x
+    ``subsample`` points inside every detector pixel, and averaged: the detector integrates
+    the intensity over its pixels. Detector pixels are placed by
+    :func:`~stacklab.ptycho.diffraction_to_detector` (angular pixel size, beam centre, scan
+    rotation, flip); angles beyond the simulated band (``+- N dq / 2``) receive nothing. The
+    values are counts per detector pixel on the scale of the forward model (a pattern sums to
+    the exit wave's intensity), times ``counts / sum|P|^2`` and Poisson-sampled when
+    ``counts`` is given.
+
+    Parameters
+    ----------
+    dataset : PtychoDataset
+        From :func:`simulate_dataset`; for a raster scan use ``jitter=0`` (the positions are
+        what the detector frames follow, and :func:`~stacklab.ptycho.prepare_4dstem` assumes
+        a raster).
+    pixel_size_m : float
+        Real-space pixel size of the simulation, m (sets the angular scale).
+    voltage_kV : float
+        Acceleration voltage, kV.
+    detector_shape : (int, int)
+        Detector (rows, cols).
+    detector_pixel_rad : float or (float, float), optional
+        Angular size of a detector pixel, rad; default ``0.6 dq`` (finer than the simulation).
+    beam_centre : (float, float)
+        Zero angle on the detector, (row, col) px.
+    scan_rotation_deg : float
+        Scan rotation, degrees.
+    flip_y : bool
+        Flip the detector's y axis.
+    counts : float, optional
+        Counts per pattern for a transparent object; Poisson noise is then drawn. None: noise-free.
+    subsample : int
+        Integration points per detector pixel along each axis (>= 1).
+    oversample : int
+        Angular oversampling of the spectra before interpolation (>= 2).
+    seed : int
+        Seed of the Poisson noise.
+
+    Returns
+    -------
+    Recorded4DSTEM
+
+    Raises
+    ------
+    ValueError
+        For non-positive sizes, counts or sampling factors.
+    """
+    from .forward import exit_waves
+    from .geometry import _pair, _shape2, diffraction_to_detector
+
+    if not (np.isfinite(pixel_size_m) and pixel_size_m > 0):
+        raise ValueError(f"pixel_size_m must be finite and > 0 (metres), got {pixel_size_m!r}")
+    if int(subsample) != subsample or subsample < 1:
+        raise ValueError(f"subsample must be an integer >= 1, got {subsample!r}")
+    if int(oversample) != oversample or oversample < 2:
+        raise ValueError(f"oversample must be an integer >= 2, got {oversample!r}")
+    if counts is not None and not counts > 0:
+        raise ValueError(f"counts must be > 0 or None, got {counts!r}")
+    det_shape = _shape2(detector_shape, "detector_shape")
+    py, px = dataset.probe.shape
+    if py != px:
+        raise ShapeError(f"the dataset's probe window must be square, got {(py, px)}")
+    if dataset.params.get("jitter", 0):
+        logger.warning("record_4dstem: the dataset's positions are jittered, not a raster")
+    lam = float(wavelength(voltage_kV))
+    dq = lam / (py * float(pixel_size_m))
+    det_px = _pair(0.6 * dq if detector_pixel_rad is None else detector_pixel_rad, "det_px")
+    affine = diffraction_to_detector(
+        lam,
+        (py, px),
+        float(pixel_size_m),
+        det_px,
+        float(beam_centre[0]),
+        float(beam_centre[1]),
+        flip_y=bool(flip_y),
+        scan_rotation=float(scan_rotation_deg),
+    )
+    inverse = affine.inverse()
+    # integration points of every detector pixel, mapped to the simulation's far-field grid
+    s = int(subsample)
+    sub = (np.arange(s) + 0.5) / s - 0.5
+    yy, xx = np.meshgrid(np.arange(det_shape[0]), np.arange(det_shape[1]), indexing="ij")
+    pts = np.stack(
+        [
+            (yy[..., None, None] + sub[:, None]).repeat(s, -1),
+            (xx[..., None, None] + sub[None, :]).repeat(s, -2),
+        ],
+        axis=-1,
+    ).reshape(-1, 2)
+    target = inverse(pts) - np.array([py // 2, px // 2])  # far-field pixels from zero angle
+    os_ = int(oversample)
+    big = os_ * py
+    grid = target * os_ + big // 2  # index in the fftshifted oversampled spectrum
+    inside = np.all(np.abs(target) <= py / 2, axis=1)
+    waves = np.asarray(exit_waves(dataset.object, dataset.probe, dataset.positions))
+    padded = np.zeros((len(waves), big, big), dtype=np.complex128)
+    padded[:, :py, :px] = waves
+    spec = np.fft.fftshift(np.fft.fft2(padded), axes=(1, 2)) / py  # orthonormal scale of N
+    inten = spec.real**2 + spec.imag**2
+    area = 1.0 / abs(np.linalg.det(affine.linear))  # simulation pixels per detector pixel
+    out = np.empty((len(waves), *det_shape), dtype=np.float64)
+    for j, frame in enumerate(inten):  # a simulator: one spline per frame
+        vals = scipy.ndimage.map_coordinates(frame, grid.T, order=3, mode="constant", cval=0.0)
+        vals = np.where(inside, np.maximum(vals, 0.0), 0.0)
+        out[j] = vals.reshape(*det_shape, s * s).mean(axis=-1) * area
+    if counts is not None:
+        total = float(np.sum(np.abs(dataset.probe) ** 2))
+        rng = np.random.default_rng(seed)
+        out = rng.poisson(out * (float(counts) / total)).astype(np.float64)
+    scan = dataset.scan_shape
+    semiconv = float(dataset.params["aperture_radius"]) * dq
+    defocus = float(dataset.params["defocus_phase"]) * lam / (np.pi * semiconv**2)
+    step = float(dataset.params["step"]) * float(pixel_size_m)
+    logger.debug("recorded %s scan on a %s detector, %s px", scan, det_shape, det_px)
+    return Recorded4DSTEM(
+        cube=out.reshape(*scan, *det_shape).astype(np.float32),
+        voltage_kV=float(voltage_kV),
+        semiconv_rad=semiconv,
+        scan_step_m=np.array([step, step]),
+        detector_pixel_rad=det_px,
+        beam_centre=np.asarray(beam_centre, dtype=np.float64),
+        scan_rotation_deg=float(scan_rotation_deg),
+        flip_y=bool(flip_y),
+        defocus_m=defocus,
+        pixel_size_m=float(pixel_size_m),
+        transform=affine,
+        counts=counts,
+        dataset=dataset,
+    )
 
 
 def notebook_scene(size: int = 256) -> dict[str, Any]:
