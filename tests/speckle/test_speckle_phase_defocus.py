@@ -120,6 +120,95 @@ def test_thon_rings_within_two_percent(dz):
         assert iso.defocus == pytest.approx(s.defocus, rel=0.02) and iso.dz == 0.0
 
 
+def _thon(scan, **kwargs):
+    return fit_thon_rings(
+        scan.data,
+        scan.x_pixel_size,
+        scan.y_pixel_size,
+        scan.distance,
+        scan.wavelength,
+        scan.mask,
+        scan.whitefield,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    "defocus,dz_rel,aberration,seed",
+    [
+        (5e-4, -0.3, 0.3, 0),  # 30 % astigmatism, 8 visible rings on the weaker axis
+        (5e-4, 0.15, 0.6, 1),  # 10 rings, 4.5 % RMS spread of the local ring scale
+        (8e-4, -0.3, 0.6, 0),  # 5 rings, 30 % astigmatism and 0.6 px aberration
+    ],
+)
+def test_thon_rings_hard_cases_within_three_percent(defocus, dz_rel, aberration, seed):
+    # cases the sector-minima fit of earlier versions could not fit (it raised)
+    s = simulate(
+        (128, 128),
+        (7, 7),
+        defocus=defocus,
+        dz=dz_rel * defocus,
+        object_sigma=0.8,
+        aberration_px=aberration,
+        seed=seed,
+    )
+    data = s.data.copy()
+    fit = _thon(s)
+    np.testing.assert_array_equal(s.data, data)  # input untouched
+    e_ss = fit.defocus_ss / s.defocus_ss - 1
+    e_fs = fit.defocus_fs / s.defocus_fs - 1
+    print(f"z_ss {100 * e_ss:+.2f} %, z_fs {100 * e_fs:+.2f} %, score {fit.details['score']:.1f}")
+    assert abs(e_ss) < 0.03 and abs(e_fs) < 0.03
+    assert fit.dz == pytest.approx(0.5 * (fit.defocus_ss - fit.defocus_fs))
+    assert fit.details["score"] > 3 * 1.5 and fit.details["rings"] >= 5
+
+
+@pytest.mark.parametrize("dz_rel", [0.0, -0.3])
+def test_thon_rings_few_rings_within_five_percent(dz_rel):
+    # 2 mm defocus: 2 to 3 rings before the speckle power falls to 1 %, 4 in the fitted range
+    s = simulate(
+        (128, 128), (7, 7), defocus=2e-3, dz=dz_rel * 2e-3, object_sigma=0.8,
+        aberration_px=0.3, seed=0,
+    )  # fmt: skip
+    fit = _thon(s)
+    e = (fit.defocus_ss / s.defocus_ss - 1, fit.defocus_fs / s.defocus_fs - 1)
+    print(f"rings {fit.details['rings']}: z_ss {100 * e[0]:+.2f} %, z_fs {100 * e[1]:+.2f} %")
+    assert max(abs(v) for v in e) < 0.05
+
+
+def test_thon_rings_1d_and_details():
+    s = simulate((1, 1024), (1, 16), defocus=1e-3, object_sigma=0.8, aberration_px=0.3, seed=7)
+    fit = _thon(s)
+    assert fit.defocus == pytest.approx(s.defocus, rel=0.02) and fit.dz == 0.0
+    d = fit.details
+    assert d["spectrum"].shape == d["model"].shape == (1, 1024)
+    r_lo, r_hi = d["rad_range"]
+    assert 0 < r_lo < r_hi <= 512 and np.isfinite(d["bd"]) and d["z2"] > 0
+    assert d["a_ss"] == d["a_fs"] > 0
+    with pytest.raises(ValueError, match="envelope_degree"):
+        _thon(s, envelope_degree=0)
+
+
+def test_thon_rings_reject_spectra_without_rings():
+    import scipy.ndimage
+
+    rng = np.random.default_rng(3)
+    w = simulate((96, 96), (1, 1), photons=None, seed=1).whitefield * 1e4
+    texture = scipy.ndimage.gaussian_filter(rng.standard_normal((120, 120)), 1.5)
+    texture = 1 + 0.3 * texture / texture.std()  # smooth intensity speckle, no propagation
+    speckle = np.stack(
+        [w * texture[i : i + 96, j : j + 96] for i in (0, 5, 10) for j in (0, 5, 10)]
+    )
+    fine = simulate((96, 96), (3, 3), defocus=2e-5, object_sigma=0.8, seed=4)
+    for data, white in (
+        (rng.poisson(np.broadcast_to(w, (9, 96, 96))).astype(float), w),  # whitefield alone
+        (rng.poisson(np.maximum(speckle, 0)).astype(float), w),  # speckle, no rings
+        (fine.data, fine.whitefield),  # rings far too fine for the pixels
+    ):
+        with pytest.raises(ValueError, match="Thon"):
+            fit_thon_rings(data, 55e-6, 55e-6, 1.0, 1e-10, None, white)
+
+
 @pytest.mark.parametrize("defocus,dz", [(4e-4, 0.0), (4e-4, 3e-5), (1e-3, -5e-5)])
 def test_registration_within_two_percent(defocus, dz):
     # (a strong aberration changes the mean magnification itself: keep it moderate here)

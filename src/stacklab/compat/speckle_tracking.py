@@ -43,8 +43,9 @@ outputs in ``tests/golden/speckle_tracking``). Deliberate differences:
   pixel (the package jumps to any stationary point, maxima and saddles included, up to 3 px)
   and treats an object value of 0 as valid data (the package ignores it: only ``-1`` marks
   missing data here).
-* ``fit_thon_rings`` fits the Thon rings analytically (milliseconds) instead of the package's
-  brute-force grid of about 100 000 correlations (minutes).
+* ``fit_thon_rings`` fits the Thon rings from elliptical periodograms refined by a maximum-
+  likelihood fit of the 2D power spectrum (well under a second for 128 x 128 frames) instead of
+  the package's brute-force grid of about 100 000 correlations (minutes).
 * Conventions of the package that :mod:`stacklab.speckle` does not offer are computed here:
   nearest-pixel object maps and errors (``subpixel=False``) and ``make_mask``'s statistic.
   ``update_pixel_map`` always reads the reference bilinearly (the package's
@@ -334,7 +335,7 @@ def fit_thon_rings(
     centre, sig, edge_pix, window : optional
         Parameters of speckle_tracking's brute-force fit (Gaussian window centre and width,
         masked spectrum edge, flattening filter size). Accepted and unused: the fit here is
-        analytic (:func:`stacklab.speckle.fit_thon_rings`).
+        :func:`stacklab.speckle.fit_thon_rings` (periodogram start, 2D likelihood fit).
     rad_range : [float, float], optional
         Radii of the power spectrum to fit, in spectrum pixels (default: from 10 pixels out to
         where the rings fall into the noise).
@@ -357,8 +358,9 @@ def fit_thon_rings(
 
     Notes
     -----
-    speckle_tracking scans about 100 000 trial ring patterns (minutes); the analytic fit takes
-    milliseconds and is checked against simulated scans of known defocus.
+    speckle_tracking scans about 100 000 trial ring patterns (minutes); this fit takes 0.1-1 s
+    and is checked against simulated scans of known defocus (within 3 % on both axes with five
+    or more visible rings and moderate aberration).
     """
     passed = {k: v for k, v in kwargs.items() if k in _THON_KWARGS}
     ignored = sorted(set(kwargs) - set(passed))
