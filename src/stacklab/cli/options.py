@@ -7,7 +7,15 @@
   :func:`progress_option`, :func:`key_option`, :func:`chunk_option`, :func:`seed_option`,
   :func:`device_option`), and :func:`check_suffix` for output files;
 * :func:`opened_stack`: a stack file opened for the length of a ``with`` block;
+* :func:`open_4dstem`: a 4D-STEM file (``.mib``, EMPAD ``.raw``, EMD, Dectris...) opened as a
+  lazy 4-D array for the length of a ``with`` block;
 * :func:`write_csv`: an atomic CSV table.
+
+This is the application layer: a domain package depends only on ``core``, ``backend``,
+``engine`` and ``io``, never on another domain, so where a command of one domain needs what
+another domain provides (e.g. ``stacklab ptycho reconstruct-4dstem`` reading files with the 4D-STEM
+readers of :mod:`stacklab.stem4d`), the composition happens here, in the CLI layer, which may use
+any domain. Domains are imported inside the functions that need them.
 
 Importing this module is cheap (click and the standard library only).
 """
@@ -32,6 +40,7 @@ __all__ = [
     "chunk_option",
     "device_option",
     "key_option",
+    "open_4dstem",
     "opened_stack",
     "output_option",
     "parse_length",
@@ -220,6 +229,71 @@ def opened_stack(path: str | os.PathLike, key: str | None = None) -> Iterator[An
         close = getattr(stack, "close", None)
         if callable(close):
             close()
+
+
+def _close_lazy(array: Any) -> None:
+    """Close the files behind a lazily read array (and behind the views that wrap it).
+
+    Follows ``.base`` through wrappers (e.g. a scan-reshaped view) down to the first NumPy or
+    CuPy array, calling ``close()`` on every object that has one (e.g.
+    :class:`~stacklab.io.H5Stack`). Memory maps and in-memory arrays are left alone.
+    """
+    seen: set[int] = set()
+    while array is not None and id(array) not in seen:
+        if type(array).__module__.split(".")[0] in ("numpy", "cupy"):
+            return
+        seen.add(id(array))
+        close = getattr(array, "close", None)
+        if callable(close):
+            close()
+        array = getattr(array, "base", None)
+
+
+@contextlib.contextmanager
+def open_4dstem(
+    path: str | os.PathLike,
+    *,
+    key: str | None = None,
+    scan_shape: tuple[int, int] | None = None,
+) -> Iterator[Any]:
+    """Open a 4D-STEM file as a lazy 4-D array; close its files when the block ends.
+
+    The file is read by :func:`stacklab.stem4d.open_datacube` (Merlin ``.mib``, EMPAD ``.raw``,
+    EMD 1.0, Dectris master files, HDF5, TIFF, Zarr, ``.npy``/``.npz``); nothing is read until
+    the array is sliced. Files the reader keeps open (HDF5) are closed on exit, so use the array
+    (or compute what is needed from it) inside the block.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (or Zarr folder).
+    key : str, optional
+        Dataset inside an HDF5/Zarr/NPZ file, or the array name in an EMD file.
+    scan_shape : (int, int), optional
+        ``(scan_row, scan_col)`` of a 3-D stack of frames (a square scan is assumed when the
+        frame count is a square).
+
+    Yields
+    ------
+    array-like of shape (scan_row, scan_col, det_row, det_col)
+        The lazily read cube (the ``data`` of the DataCube: a NumPy memory map, a lazy reader
+        or an HDF5 dataset view).
+
+    Raises
+    ------
+    stacklab.errors.FileFormatError
+        Missing or unreadable files, unknown formats.
+    stacklab.errors.ShapeError
+        A scan shape that does not hold the frames.
+    """
+    from ..stem4d.readers import open_datacube
+
+    scan = None if scan_shape is None else (int(scan_shape[0]), int(scan_shape[1]))
+    data = open_datacube(path, scan_shape=scan, key=key).data
+    try:
+        yield data
+    finally:
+        _close_lazy(data)
 
 
 def write_csv(table: Any, path: str | os.PathLike) -> None:

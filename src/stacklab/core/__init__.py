@@ -9,11 +9,14 @@ and never modifies its inputs. Coordinates are ``(row, col)`` in pixels, pixel c
 - :mod:`~stacklab.core.binning`: integer binning of frames.
 - :mod:`~stacklab.core.shifts`: Fourier and bilinear sub-pixel shifts.
 - :mod:`~stacklab.core.masks`: repair of masked pixels.
+- :mod:`~stacklab.core.disks`: radius and sub-pixel centres of bright-field disks in
+  diffraction patterns (4D-STEM, ptychography).
 """
 
 from __future__ import annotations
 
 from .binning import bin_frames
+from .disks import disk_centres, disk_radius
 from .masks import fill_masked
 from .peaks import argmax_parabolic, parabolic_vertex, quadratic_peak_2d
 from .profiles import bin_mean, radial_profile
@@ -24,6 +27,8 @@ __all__ = [
     "bilinear_shift",
     "bin_frames",
     "bin_mean",
+    "disk_centres",
+    "disk_radius",
     "fill_masked",
     "fourier_shift",
     "parabolic_vertex",

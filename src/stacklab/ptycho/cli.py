@@ -9,11 +9,12 @@ Files are HDF5, written atomically (:func:`stacklab.io.write_hdf5`):
   ``object``, ``probe``, ``positions`` and ``errors`` (Fourier error per iteration), plus
   ``object_errors`` (phase RMS against the truth, rad) when the input holds ``object``.
 * ``reconstruct-4dstem`` reads a recorded datacube (any file
-  :func:`stacklab.stem4d.open_datacube` reads) and the acquisition parameters, maps the detector
-  onto the forward-model grid (:func:`stacklab.ptycho.prepare_4dstem`) and reconstructs; it writes
-  ``object``, ``probe``, ``positions`` (reconstruction pixels), ``errors``, ``pixel_size_m``
-  (y, x), ``valid`` (forward-model pixels the detector covers), ``probe_guess`` and
-  ``beam_centre`` (detector px), the parameters as JSON in the file attributes.
+  :func:`stacklab.cli.options.open_4dstem` opens: the 4D-STEM formats, HDF5, TIFF, Zarr) and
+  the acquisition parameters, maps the detector onto the forward-model grid
+  (:func:`stacklab.ptycho.prepare_4dstem`) and reconstructs; it writes ``object``, ``probe``,
+  ``positions`` (reconstruction pixels), ``errors``, ``pixel_size_m`` (y, x), ``valid``
+  (forward-model pixels the detector covers), ``probe_guess`` and ``beam_centre`` (detector
+  px), the parameters as JSON in the file attributes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..cli.options import (
     chunk_option,
     device_option,
     key_option,
+    open_4dstem,
     output_option,
     progress_option,
     seed_option,
@@ -405,7 +407,6 @@ def reconstruct_4dstem_cmd(
     flip included), positions follow the scan raster; the object comes out in the scan frame.
     """
     from ..io import write_hdf5
-    from ..stem4d.readers import open_datacube
     from .prepare import angular_pixel_size, prepare_4dstem
     from .reconstruct import reconstruct
 
@@ -428,22 +429,22 @@ def reconstruct_4dstem_cmd(
         shape = (vals[0], vals[-1])
     if int(iterations) < 1:
         raise click.BadParameter("must be >= 1", param_hint="--iterations")
-    cube = open_datacube(input_file, scan_shape=None if scan is None else tuple(scan), key=key)
-    prepared = prepare_4dstem(
-        cube,
-        voltage_kV=kv,
-        semiconv_rad=semiconv,
-        scan_step_m=scan_step,
-        detector_pixel_rad=detector_pixel,
-        scan_rotation_deg=rotation,
-        flip_y=flip,
-        beam_centre=beam_centre,
-        reconstruct_shape=shape,
-        pixel_size_m=pixel_size,
-        defocus_m=defocus,
-        chunk=chunk,
-        progress=progress,
-    )
+    with open_4dstem(input_file, key=key, scan_shape=scan) as cube:
+        prepared = prepare_4dstem(
+            cube,
+            voltage_kV=kv,
+            semiconv_rad=semiconv,
+            scan_step_m=scan_step,
+            detector_pixel_rad=detector_pixel,
+            scan_rotation_deg=rotation,
+            flip_y=flip,
+            beam_centre=beam_centre,
+            reconstruct_shape=shape,
+            pixel_size_m=pixel_size,
+            defocus_m=defocus,
+            chunk=chunk,
+            progress=progress,
+        )
     click.echo(
         f"beam centre ({prepared.beam_centre[0]:.2f}, {prepared.beam_centre[1]:.2f}) px; grid "
         f"{prepared.reconstruct_shape[0]}x{prepared.reconstruct_shape[1]} of "

@@ -6,7 +6,8 @@ pixels of the probe window, positions in object pixels, a probe guess on the sam
 ``(scan_row, scan_col, det_row, det_col)`` and the acquisition parameters:
 
 1. the beam centre on the detector (zero scattering angle) is found on the mean pattern with
-   :func:`stacklab.stem4d.find_origin` unless given;
+   :func:`stacklab.core.disks.disk_centres` unless given, and the disk radius measured by
+   :func:`stacklab.core.disks.disk_radius` is checked against the acquisition parameters;
 2. the forward-model grid is chosen (see :func:`prepare_4dstem` for the rule): ``(ty, tx)``
    far-field pixels of ``dq`` rad, i.e. real-space pixels of ``lambda / (t dq)`` m;
 3. :func:`~stacklab.ptycho.diffraction_to_detector` gives the affine map from that grid onto
@@ -156,6 +157,29 @@ def _pair(value: Any, name: str, unit: str) -> np.ndarray:
     return arr
 
 
+def _array_of(cube: Any) -> Any:
+    """The array behind ``cube`` without reading it.
+
+    An object that carries its array in ``.data`` (a datacube such as
+    :class:`stacklab.stem4d.DataCube`, an xarray DataArray) gives that array; arrays (NumPy,
+    CuPy, Dask, h5py/zarr datasets, lazy readers: anything with ``shape`` and ``dtype``) are
+    returned as they are, lists and tuples as NumPy arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``cube`` is neither (no ``shape``/``dtype``).
+    """
+    inner = getattr(cube, "data", None)
+    if hasattr(inner, "shape") and hasattr(inner, "dtype"):
+        return inner
+    if isinstance(cube, list | tuple):
+        return np.asarray(cube)
+    if not (hasattr(cube, "shape") and hasattr(cube, "dtype")):
+        raise TypeError(f"cube must be an array or a DataCube, got {type(cube).__name__}")
+    return cube
+
+
 def angular_pixel_size(pixel_size_m: Any, camera_length_m: float) -> np.ndarray:
     """Angular size of a detector pixel from its physical size and the camera length.
 
@@ -296,25 +320,47 @@ def aperture_probe(
     return (probe * math.sqrt(total / norm)).astype(np.complex64)
 
 
+def _sum_kernel(block: Any) -> Any:
+    """Kernel of the mean pattern: sum of a block of frames (n, H, W) in float64, (H, W)."""
+    xp = get_xp(block)
+    return xp.sum(block, axis=0, dtype=xp.float64)
+
+
+def _mean_pattern(data: Any, chunk: int, progress: bool | None) -> Any:
+    """Mean pattern (det_row, det_col), float64, of a cube read block by block.
+
+    Through :func:`stacklab.engine.reduce_frames`: NumPy, CuPy (result on the GPU), Dask and
+    h5py/zarr input (NumPy result). Sums of integer counts are exact in float64.
+    """
+    from .. import engine
+
+    n = math.prod(int(s) for s in data.shape[:-2])
+    return engine.reduce_frames(_sum_kernel, data, chunk=chunk, progress=progress) / n
+
+
 def _beam_centre_from(
     data: Any, det_px: np.ndarray, chunk: int, progress: bool | None
-) -> tuple[np.ndarray, Any]:
-    """Beam centre (row, col) of the mean pattern, and that pattern.
+) -> tuple[np.ndarray, float]:
+    """Beam centre (row, col) and bright-field disk radius (px) of the mean pattern.
 
-    :func:`stacklab.stem4d.find_origin` with the edge-sharpened disk template (``"disk"``):
-    the disk's edge fixes its centre, unlike a centre of mass that contrast inside the disk (the
-    scan's mean scattering, not quite centrosymmetric) pulls by up to 0.1 px; ``"com"`` for
-    anisotropic detector pixels (an elliptic disk).
+    The radius is :func:`stacklab.core.disks.disk_radius` of the mean pattern. The centre is
+    :func:`stacklab.core.disks.disk_centres` with that radius (edge-sharpened disk template,
+    DFT-upsampled peak): the disk's edge fixes its centre, unlike a centre of mass that
+    contrast inside the disk (the scan's mean scattering, not quite centrosymmetric) pulls by
+    up to 0.1 px. For anisotropic detector pixels the disk is an ellipse that a round template
+    does not fit, and the centre of mass of the disk measured by ``disk_radius`` is used.
     """
-    from ..stem4d.origin import find_origin
-    from ..stem4d.reduce import mean_pattern
+    from ..core.disks import disk_centres, disk_radius
 
-    mean = mean_pattern(data, chunk=chunk, progress=progress)
-    how = "disk" if det_px.max() <= 1.05 * det_px.min() else "com"
-    centre = np.asarray(to_numpy(find_origin(mean[None], method=how)), dtype=np.float64)[0]
+    mean = _mean_pattern(data, chunk, progress)
+    radius, com = disk_radius(to_numpy(mean), name="the mean pattern of cube")
+    if det_px.max() <= 1.05 * det_px.min():
+        centre = np.asarray(to_numpy(disk_centres(mean[None], radius)), dtype=np.float64)[0]
+    else:
+        centre = np.asarray(com, dtype=np.float64)
     if not np.all(np.isfinite(centre)):
         raise ValueError("could not find the beam centre: the mean pattern holds no counts")
-    return centre, mean
+    return centre, radius
 
 
 def _choose_grid(
@@ -484,8 +530,9 @@ def prepare_4dstem(
         (LiberTEM's convention; :func:`stacklab.stem4d.dpc_rotation` measures them).
     beam_centre : (float, float), optional
         Zero scattering angle on the detector, (row, col) px. Default: the bright-field disk
-        centre of the mean pattern (:func:`stacklab.stem4d.find_origin` with the ``"disk"``
-        template, ``"com"`` for anisotropic pixels; one extra pass over the data).
+        centre of the mean pattern (:func:`stacklab.core.disks.disk_centres`, an
+        edge-sharpened disk template; the centre of mass of the disk for anisotropic pixels;
+        one extra pass over the data).
     reconstruct_shape : (int, int), optional
         Forward-model grid (probe window, pattern shape) ``(ty, tx)``. See Notes for the default.
     pixel_size_m : float or (float, float), optional
@@ -544,9 +591,7 @@ def prepare_4dstem(
     (values within 1e-6 of an integer are rounded to it). The probe guess is
     :func:`aperture_probe` with ``intensity`` the mean of ``sum(patterns * valid)``.
     """
-    from ..stem4d.datacube import as_array
-
-    data = as_array(cube, "cube")
+    data = _array_of(cube)
     shape4 = tuple(int(s) for s in data.shape)
     if len(shape4) != 4 or min(shape4) < 1:
         raise ShapeError(
@@ -580,8 +625,8 @@ def prepare_4dstem(
     lam = float(wavelength(kv))
 
     if beam_centre is None:
-        centre, mean = _beam_centre_from(data, det_px, chunk, progress)
-        _check_disk_radius(np.asarray(to_numpy(mean)), semiconv, det_px)
+        centre, radius = _beam_centre_from(data, det_px, chunk, progress)
+        _check_disk_radius(radius, semiconv, det_px)
         found = True
     else:
         centre = np.asarray(to_numpy(beam_centre), dtype=np.float64).ravel()
@@ -709,18 +754,12 @@ def prepare_4dstem(
     )
 
 
-def _check_disk_radius(mean: np.ndarray, semiconv: float, det_px: np.ndarray) -> None:
-    """Compare the measured bright-field disk radius with ``semiconv_rad / detector_pixel_rad``.
+def _check_disk_radius(radius: float, semiconv: float, det_px: np.ndarray) -> None:
+    """Compare the measured bright-field disk radius (px, of the mean pattern) with
+    ``semiconv_rad / detector_pixel_rad``.
 
-    Off by more than a factor 1.5: ValueError; by more than 1.25: a logged warning. A pattern
-    without a measurable disk is not judged.
+    Off by more than a factor 1.5: ValueError; by more than 1.25: a logged warning.
     """
-    from ..stem4d.origin import estimate_probe_radius
-
-    try:
-        radius, _ = estimate_probe_radius(mean)
-    except ValueError:
-        return
     expected = semiconv / float(np.sqrt(det_px[0] * det_px[1]))
     ratio = radius / expected
     msg = (

@@ -35,6 +35,17 @@ import numpy as np
 
 from .. import backend
 from ..backend import get_xp, is_cupy, is_dask
+from ..core.disks import (
+    _correlation_peaks,
+    _fraction,
+    _laplacian_symbol,
+    _positive,
+    _sharpen,
+    _upsample,
+    _weights,
+    disk_centres,
+    disk_radius,
+)
 from ..errors import ShapeError
 from ._output import map_cube
 from .datacube import DataCube, as_array, check_cube
@@ -62,39 +73,6 @@ _COM_TOL = 1e-4
 # ------------------------------------------------------------------------------------------------
 # argument checks
 # ------------------------------------------------------------------------------------------------
-
-
-def _weights(mask: Any, det: tuple[int, int], xp: Any, name: str = "mask") -> Any:
-    """``mask`` (bool or real weights of shape ``det``) as float64 on ``xp``; None stays None."""
-    if mask is None:
-        return None
-    m = np.asarray(backend.to_numpy(mask)) if xp is np else xp.asarray(mask)
-    if tuple(m.shape) != tuple(det):
-        raise ShapeError(f"{name} must have the detector shape {tuple(det)}, got {tuple(m.shape)}")
-    if m.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be boolean or real weights, got dtype {m.dtype}")
-    m = m.astype(xp.float64)
-    if not bool(xp.all(xp.isfinite(m))) or bool(xp.any(m < 0)):
-        raise ValueError(f"{name} must be finite and >= 0")
-    if not bool(xp.any(m > 0)):
-        raise ShapeError(f"{name} selects no detector pixels (all False / zero)")
-    return m
-
-
-def _fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}")
-    if not (0 < float(value) < 1):
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
 
 
 def _pair(value: Any, name: str) -> np.ndarray:
@@ -199,99 +177,17 @@ def _com_origin_kernel(
     return xp.where(empty[:, None], xp.nan, xp.stack([row, col], axis=-1))
 
 
-def _laplacian_symbol(xp: Any, h: int, w: int) -> Any:
-    """Spectrum of the 5-point negative Laplacian on the ``rfft2`` grid (H, W // 2 + 1).
+def _disk_kernel(
+    block: Any, *, weights: Any, radius: float, edge: float, sharpen: float, upsample: int
+) -> Any:
+    """Kernel of ``find_origin(method="disk")``: (n, 2) disk centres in [-0.5, H - 0.5).
 
-    Multiplying a cross-power spectrum by it correlates the finite-difference gradients of the
-    two images instead of the images (edge sharpening).
+    :func:`stacklab.core.disks.disk_centres` with ``FFT_WORKERS`` FFT threads.
     """
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.rfftfreq(w)[None, :]
-    sym = (2 * np.sin(np.pi * ky)) ** 2 + (2 * np.sin(np.pi * kx)) ** 2
-    return xp.asarray(sym)
-
-
-def _upsampled_peaks(spec: Any, shape: tuple[int, int], coarse: Any, upsample: int) -> Any:
-    """Refine correlation peaks of many frames at once by DFT upsampling.
-
-    The band-limited interpolant of every frame's correlation, given by its half spectrum
-    ``spec (n, H, W // 2 + 1)`` (``rfft2``), is evaluated on a grid of ``1 / upsample`` px
-    spanning 1.5 px around the integer peak ``coarse (n, 2)`` with two batched matrix products
-    (the matrix-multiply DFT of Guizar-Sicairos, Thurman & Fienup, Opt. Lett. 33, 156 (2008);
-    :func:`~stacklab.stem4d.upsampled_peak` does the same for one image), and the grid maximum
-    is refined by a 3-point parabola along each axis.
-
-    Returns
-    -------
-    array of float64, shape (n, 2)
-        Peak ``(row, col)`` in pixels (periodic, within 1 px of ``coarse``).
-    """
-    xp = get_xp(spec)
-    h, w = shape
-    wh = spec.shape[-1]
-    m = math.ceil(1.5 * upsample)
-    g = m // 2
-    t = xp.asarray((np.arange(m) - g) / upsample)
-    ky = xp.asarray(np.fft.fftfreq(h) * h)
-    kx = xp.arange(wh, dtype=xp.float64)
-    # weights of the half spectrum: kx and -kx both stand for the positive bins
-    wx = np.full(wh, 2.0)
-    wx[0] = 1.0
-    if w % 2 == 0:
-        wx[-1] = 1.0
-    wx = xp.asarray(wx)
-    pos_r = coarse[:, 0:1] + t[None, :]  # (n, m)
-    pos_c = coarse[:, 1:2] + t[None, :]
-    rows = xp.exp((2j * math.pi / h) * pos_r[:, :, None] * ky[None, None, :])  # (n, m, H)
-    cols = xp.exp((2j * math.pi / w) * kx[None, :, None] * pos_c[:, None, :])  # (n, Wh, m)
-    cols = cols * wx[None, :, None]
-    vals = xp.real(rows @ (spec @ cols)) / (h * w)  # (n, m, m)
-    n = vals.shape[0]
-    flat = xp.argmax(vals.reshape(n, -1), axis=1)
-    i, j = flat // m, flat % m
-    ic = xp.clip(i, 1, m - 2)
-    jc = xp.clip(j, 1, m - 2)
-    idx = xp.arange(n)
-
-    def vertex(a: Any, b: Any, c: Any, inside: Any) -> Any:
-        den = 2 * b - a - c
-        ok = inside & (den > 0)
-        d = xp.where(ok, (c - a) / (2 * xp.where(ok, den, 1.0)), 0.0)
-        return xp.clip(d, -0.5, 0.5)
-
-    di = vertex(vals[idx, ic - 1, j], vals[idx, ic, j], vals[idx, ic + 1, j], i == ic)
-    dj = vertex(vals[idx, i, jc - 1], vals[idx, i, jc], vals[idx, i, jc + 1], j == jc)
-    off = xp.stack([i - g + di, j - g + dj], axis=-1) / upsample
-    return coarse + off
-
-
-def _correlation_peaks(data: Any, ref_spec: Any, upsample: int) -> Any:
-    """Sub-pixel peak (n, 2) of the periodic correlation of ``data (n, H, W)`` with a reference.
-
-    ``ref_spec (H, W // 2 + 1)`` is the conjugate ``rfft2`` of the reference (times any filter),
-    so the peak sits at the shift that best maps the reference onto each frame.
-    """
-    xp = get_xp(data)
-    fft = backend.fft(xp)
-    h, w = data.shape[-2:]
-    with _fft_workers(xp):
-        spec = fft.rfft2(data, axes=(-2, -1)) * ref_spec
-        corr = fft.irfft2(spec, s=(h, w), axes=(-2, -1))
-    n = data.shape[0]
-    flat = xp.argmax(corr.reshape(n, -1), axis=1)
-    coarse = xp.stack([flat // w, flat % w], axis=-1).astype(xp.float64)
-    return _upsampled_peaks(spec, (h, w), coarse, upsample)
-
-
-def _disk_kernel(block: Any, *, weights: Any, ref_spec: Any, upsample: int) -> Any:
-    """Kernel of ``find_origin(method="disk")``: (n, 2) disk centres in [-0.5, H - 0.5)."""
-    xp = get_xp(block)
-    data = _prepared(block, weights)
-    pos = _correlation_peaks(data, xp.asarray(ref_spec), upsample)
-    h, w = block.shape[-2:]
-    size = xp.asarray([h, w], dtype=xp.float64)
-    empty = ~(data.sum(axis=(-2, -1)) > 0)
-    return xp.where(empty[:, None], xp.nan, (pos + 0.5) % size - 0.5)
+    with _fft_workers(get_xp(block)):
+        return disk_centres(
+            block, radius, edge=edge, sharpen=sharpen, upsample=upsample, weights=weights
+        )
 
 
 def _xcorr_kernel(
@@ -312,7 +208,8 @@ def _xcorr_kernel(
     xp = get_xp(block)
     data = _prepared(block, weights)
     h, w = block.shape[-2:]
-    pos = _correlation_peaks(data, xp.asarray(ref_spec), upsample)
+    with _fft_workers(xp):
+        pos = _correlation_peaks(data, xp.asarray(ref_spec), upsample)
     size = xp.asarray([h, w], dtype=xp.float64)
     shift = (pos + size / 2) % size - size / 2
     shift = xp.where(~(data.sum(axis=(-2, -1)) > 0)[:, None], xp.nan, shift)
@@ -331,20 +228,6 @@ def _com_kernel(block: Any, *, weights: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # probe radius and origins
 # ------------------------------------------------------------------------------------------------
-
-
-def _soft_disk(shape: tuple[int, int], centre: Any, radius: float, edge: float) -> np.ndarray:
-    """Soft disk (0..1, logistic edge of ``edge`` px); ``centre=None`` centres it on pixel
-    (0, 0) of the periodic grid (for correlation templates)."""
-    h, w = shape
-    if centre is None:
-        dy = np.minimum(np.arange(h), h - np.arange(h)).astype(np.float64)[:, None]
-        dx = np.minimum(np.arange(w), w - np.arange(w)).astype(np.float64)[None, :]
-    else:
-        dy = np.arange(h, dtype=np.float64)[:, None] - centre[0]
-        dx = np.arange(w, dtype=np.float64)[None, :] - centre[1]
-    r = np.hypot(dy, dx)
-    return 0.5 * (1.0 - np.tanh((r - radius) / (2.0 * max(edge, 1e-3))))
 
 
 def estimate_probe_radius(
@@ -366,7 +249,8 @@ def estimate_probe_radius(
     edge fully and does not change when the disk is blurred (e.g. by descan in a mean
     pattern). A soft edge adds to the area: a logistic edge of width ``w`` gives
     ``sqrt(r**2 + pi**2 w**2 / 3)``. The centre is the centre of mass of ``pattern -
-    background`` there.
+    background`` there. The measurement is :func:`stacklab.core.disks.disk_radius`; this
+    function adds the mean pattern of a cube.
 
     Parameters
     ----------
@@ -394,8 +278,6 @@ def estimate_probe_radius(
     ValueError
         If the pattern is flat (no disk).
     """
-    from scipy import ndimage
-
     threshold = _fraction(threshold, "threshold")
     data = as_array(pattern_or_cube, "pattern_or_cube")
     if len(data.shape) > 2:
@@ -408,39 +290,7 @@ def estimate_probe_radius(
                 f"(..., det_row, det_col), got shape {tuple(data.shape)}"
             )
         p = _host(data).astype(np.float64)
-    if not np.all(np.isfinite(p)):
-        raise ValueError("pattern_or_cube must be finite")
-    use = np.ones(p.shape, bool)
-    if mask is not None:
-        use = _weights(backend.to_numpy(mask), p.shape, np) > 0
-    smooth = ndimage.median_filter(np.where(use, p, np.median(p[use])), size=3, mode="nearest")
-    low = float(np.percentile(smooth[use], 10))
-    top = float(smooth[use].max())
-    if not top > low:
-        raise ValueError("pattern_or_cube is flat: no bright-field disk to measure")
-    peak = np.unravel_index(int(np.argmax(np.where(use, smooth, -np.inf))), p.shape)
-    level, background = top, low
-    for _ in range(3):
-        above = (smooth > background + threshold * (level - background)) & use
-        labels, _ = ndimage.label(above)
-        disk = ndimage.binary_fill_holes(labels == labels[peak])
-        depth = max(1, round(math.sqrt(disk.sum() / math.pi) / 4))
-        inner = ndimage.binary_erosion(disk, iterations=depth) & use
-        grown = ndimage.binary_dilation(disk, iterations=4)
-        outside = use & ~grown
-        level = float(np.median(p[inner])) if inner.any() else top
-        background = float(np.median(p[outside])) if outside.any() else low
-        if not level > background:
-            raise ValueError("pattern_or_cube has no disk brighter than its background")
-    region = grown & use
-    excess = np.where(region, p - background, 0.0)
-    area = float(excess.sum()) / (level - background)
-    radius = math.sqrt(max(area, 0.0) / math.pi)
-    total = float(excess.sum())
-    yy, xx = np.indices(p.shape, dtype=np.float64)
-    centre = (float((excess * yy).sum() / total), float((excess * xx).sum() / total))
-    logger.debug("probe radius %.3f px at (%.3f, %.3f)", radius, *centre)
-    return radius, centre
+    return disk_radius(p, threshold=threshold, mask=mask, name="pattern_or_cube")
 
 
 def find_origin(
@@ -474,7 +324,8 @@ def find_origin(
         ``"disk"``: correlation with a soft disk of radius ``radius`` (edge ``edge`` px), both
         edge-sharpened (``sharpen``: their finite-difference gradients are correlated, which
         ignores smooth backgrounds and contrast inside the disk), peak refined by DFT
-        upsampling (:func:`~stacklab.stem4d.upsampled_peak`, batched over frames).
+        upsampling (:func:`~stacklab.stem4d.upsampled_peak`, batched over frames; the kernel is
+        :func:`stacklab.core.disks.disk_centres`).
         ``"cross_correlation"``: the same correlation (not sharpened by default) against
         ``reference`` (default: the mean pattern within ``window`` of its disk) gives each
         pattern's shift; the common offset from shifts to disk centres is the median difference
@@ -537,8 +388,7 @@ def find_origin(
     shape = check_cube(data)
     det = shape[-2:]
     threshold = _fraction(threshold, "threshold")
-    if isinstance(upsample, bool) or not isinstance(upsample, int | np.integer) or upsample < 3:
-        raise ValueError(f"upsample must be an integer > 2, got {upsample!r}")
+    upsample = _upsample(upsample)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     xp = np if is_dask(data) or not is_cupy(data) else get_xp(data)
@@ -565,16 +415,19 @@ def find_origin(
         return _computed(out)
     if sharpen is None:
         sharpen = 1.0 if method == "disk" else 0.0
-    if isinstance(sharpen, bool) or not (
-        isinstance(sharpen, int | float | np.number) and 0 <= float(sharpen) <= 4
-    ):
-        raise ValueError(f"sharpen must be a number in [0, 4], got {sharpen!r}")
-    sharpen = _laplacian_symbol(xp, h, w) ** float(sharpen)
+    sharpen = _sharpen(sharpen)
     if method == "disk":
-        template = xp.asarray(_soft_disk(det, None, radius, _positive(edge, "edge")))
-        ref_spec = xp.conj(backend.fft(xp).rfft2(template)) * sharpen
-        out = map_cube(_disk_kernel, data, ref_spec=ref_spec, upsample=int(upsample), **run)
+        out = map_cube(
+            _disk_kernel,
+            data,
+            radius=radius,
+            edge=_positive(edge, "edge"),
+            sharpen=sharpen,
+            upsample=upsample,
+            **run,
+        )
         return _computed(out)
+    symbol = _laplacian_symbol(xp, h, w) ** sharpen
     # cross-correlation against a reference pattern
     if reference is None:
         ref = _host(mean)
@@ -588,12 +441,12 @@ def find_origin(
     if weights is not None:
         ref = ref * backend.to_numpy(weights)
     ref = ref * np.clip(window + 0.5 - _distance(det, centre), 0.0, 1.0)
-    ref_spec = xp.conj(backend.fft(xp).rfft2(xp.asarray(ref))) * sharpen
+    ref_spec = xp.conj(backend.fft(xp).rfft2(xp.asarray(ref))) * symbol
     out = map_cube(
         _xcorr_kernel,
         data,
         ref_spec=ref_spec,
-        upsample=int(upsample),
+        upsample=upsample,
         start=xp.asarray(centre, dtype=xp.float64),
         window=window,
         max_iter=int(max_iter),
