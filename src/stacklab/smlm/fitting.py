@@ -49,8 +49,43 @@ _LAM_MAX = 1e7
 _SIGMA_MIN = 0.3
 
 
+class ParamColumns:
+    """Named views of the columns of ``params``, an array of shape (n, 5) in :data:`PARAMS`
+    order (one row per fitted spot or emitter)."""
+
+    params: Any
+
+    def __len__(self) -> int:
+        return int(self.params.shape[0])
+
+    @property
+    def x(self) -> Any:
+        """Centre column in crop pixels, shape (n,)."""
+        return self.params[:, 0]
+
+    @property
+    def y(self) -> Any:
+        """Centre row in crop pixels, shape (n,)."""
+        return self.params[:, 1]
+
+    @property
+    def photons(self) -> Any:
+        """Photons of the spot (emitter), shape (n,)."""
+        return self.params[:, 2]
+
+    @property
+    def background(self) -> Any:
+        """Background photons per pixel of the crop, shape (n,)."""
+        return self.params[:, 3]
+
+    @property
+    def sigma(self) -> Any:
+        """PSF sigma in pixels, shape (n,)."""
+        return self.params[:, 4]
+
+
 @dataclass(frozen=True)
-class FitResult:
+class FitResult(ParamColumns):
     """Fitted parameters of ``n`` spots (arrays on the crops' device).
 
     Attributes
@@ -85,34 +120,6 @@ class FitResult:
     at_bound: Any
     method: str = "mle"
     fit_sigma: bool = False
-
-    def __len__(self) -> int:
-        return int(self.params.shape[0])
-
-    @property
-    def x(self) -> Any:
-        """Centre column in crop pixels, shape (n,)."""
-        return self.params[:, 0]
-
-    @property
-    def y(self) -> Any:
-        """Centre row in crop pixels, shape (n,)."""
-        return self.params[:, 1]
-
-    @property
-    def photons(self) -> Any:
-        """Photons in the spot, shape (n,)."""
-        return self.params[:, 2]
-
-    @property
-    def background(self) -> Any:
-        """Background photons per pixel, shape (n,)."""
-        return self.params[:, 3]
-
-    @property
-    def sigma(self) -> Any:
-        """PSF sigma in pixels, shape (n,)."""
-        return self.params[:, 4]
 
 
 def psf_model(

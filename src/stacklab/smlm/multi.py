@@ -47,7 +47,7 @@ from scipy import stats
 
 from .. import backend
 from ..errors import ShapeError
-from .fitting import fit_spots
+from .fitting import ParamColumns, fit_spots
 
 __all__ = ["MultiFitResult", "fit_spots_multi", "split_threshold"]
 
@@ -61,7 +61,7 @@ _LL_TOL = 1e-4
 
 
 @dataclass(frozen=True)
-class MultiFitResult:
+class MultiFitResult(ParamColumns):
     """Emitters found in ``n`` crops: a flat table of ``m`` emitters with their crop index.
 
     Arrays are on the crops' device. Emitters of one crop are consecutive, brightest first.
@@ -120,38 +120,10 @@ class MultiFitResult:
     max_emitters: int
     fit_sigma: bool = False
 
-    def __len__(self) -> int:
-        return int(self.params.shape[0])
-
     @property
     def n_crops(self) -> int:
         """Number of crops fitted."""
         return int(self.n_emitters.shape[0])
-
-    @property
-    def x(self) -> Any:
-        """Centre column in crop pixels, shape (m,)."""
-        return self.params[:, 0]
-
-    @property
-    def y(self) -> Any:
-        """Centre row in crop pixels, shape (m,)."""
-        return self.params[:, 1]
-
-    @property
-    def photons(self) -> Any:
-        """Photons of each emitter, shape (m,)."""
-        return self.params[:, 2]
-
-    @property
-    def background(self) -> Any:
-        """Background photons per pixel of the emitter's crop, shape (m,)."""
-        return self.params[:, 3]
-
-    @property
-    def sigma(self) -> Any:
-        """PSF sigma in pixels of the emitter's crop, shape (m,)."""
-        return self.params[:, 4]
 
 
 def split_threshold(p_value: float, extra_emitters: int = 1) -> float:
