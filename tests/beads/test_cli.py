@@ -309,3 +309,36 @@ def test_force_command(tmp_path):
         assert row.force_se_pN < 0.06 * truth[row.bead]
     both = CliRunner().invoke(beads, [*args[:-2], "--extension", "2um", "-o", str(out)])
     assert both.exit_code != 0 and "exactly one of --extension and --z-surface" in both.output
+
+
+def test_wlc_command(tmp_path):
+    """`beads wlc` fits a worm-like chain to force tables of several magnet positions."""
+    from stacklab.beads import wlc_extension
+
+    rng = np.random.default_rng(4)
+    forces = np.geomspace(0.05, 20.0, 24)
+    ext = wlc_extension(forces, persistence_nm=50.0, contour_nm=16400.0)
+    measured = forces * (1 + 0.03 * rng.standard_normal(forces.size))
+    rows = pd.DataFrame(
+        {
+            "bead": 0,
+            "axis": "y",
+            "direction": "perpendicular",
+            "extension_nm": ext + 5.0 * rng.standard_normal(forces.size),
+            "force_pN": measured,
+            "force_se_pN": 0.03 * forces,
+        }
+    )
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    rows.iloc[::2].to_csv(paths[0], index=False)
+    rows.iloc[1::2].to_csv(paths[1], index=False)
+    out = tmp_path / "wlc.csv"
+    res = CliRunner().invoke(beads, ["wlc", *map(str, paths), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    fit = pd.read_csv(out).iloc[0]
+    assert fit.n_points == 24
+    assert abs(fit.persistence_nm - 50.0) < max(3 * fit.persistence_se_nm, 5.0)
+    assert abs(fit.contour_nm - 16400.0) < 0.01 * 16400.0
+    assert "bead 0: P" in res.output
+    bad = CliRunner().invoke(beads, ["wlc", str(paths[0]), "--fit", "colour", "-o", str(out)])
+    assert bad.exit_code != 0 and "--fit" in bad.output

@@ -35,8 +35,11 @@ Pieces:
 * :func:`fit_force_spectrum` / :class:`ForceFit`, :func:`force_from_variance`,
   :func:`forces_from_table`, :func:`simulate_fluctuations`: the force on a tethered bead from
   its lateral fluctuations (power spectrum corrected for camera blur and aliasing).
+* :func:`wlc_force`, :func:`wlc_extension`, :func:`fit_wlc` / :class:`WLCFit`,
+  :func:`fit_wlc_table`: worm-like-chain force-extension curves (Marko-Siggia, Bouchiat,
+  extensible) fitted to forces measured at several magnet positions.
 
-Command line: ``stacklab beads zlut|track|force|simulate`` (:mod:`stacklab.beads.cli`).
+Command line: ``stacklab beads zlut|track|force|wlc|simulate`` (:mod:`stacklab.beads.cli`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from .profiles import fft_profiles, profile_radii, radial_profiles
 from .reference import reference_drift, subtract_reference
 from .simulate import BeadImages, simulate, simulate_movie, simulate_zscan
 from .track import TrackResult, track
+from .wlc import WLCFit, fit_wlc, fit_wlc_table, wlc_extension, wlc_force
 from .zlut import ZLUT, lookup_z, make_zlut
 
 __all__ = [
@@ -61,11 +65,14 @@ __all__ = [
     "BeadImages",
     "ForceFit",
     "TrackResult",
+    "WLCFit",
     "auto_conv",
     "center_of_mass",
     "fft_profiles",
     "find_beads",
     "fit_force_spectrum",
+    "fit_wlc",
+    "fit_wlc_table",
     "force_from_variance",
     "forces_from_table",
     "load_rois",
@@ -86,4 +93,6 @@ __all__ = [
     "subtract_reference",
     "track",
     "track_movie",
+    "wlc_extension",
+    "wlc_force",
 ]

@@ -7,6 +7,7 @@ Commands::
         [--follow] [--reference 0,3] -o xyz.csv
     stacklab beads force xyz.csv --pixel-size 100nm --frame-rate 400 \
         (--extension 2um | --z-surface -2um) [--field-axis x] [--bead-radius 1.4um] -o forces.csv
+    stacklab beads wlc forces.csv [forces2.csv ...] [--fit persistence,contour] -o wlc.csv
     stacklab beads simulate -o movie.tif [--zscan zscan.tif] [--truth truth.csv]
 
 Lengths accept a unit: ``100nm``, ``0.1um`` (or ``µm``), ``1e-7m``; a bare number is in nm.
@@ -296,6 +297,54 @@ def force_command(
             f"bead {row.bead} {row.axis} ({row.direction}): {row.force_pN:.4g} "
             f"+- {row.force_se_pN:.2g} pN, fc {row.corner_frequency_hz:.3g} Hz, "
             f"L {row.extension_nm:.0f} nm"
+        )
+    click.echo(f"-> {output}")
+
+
+@beads.command("wlc")
+@click.argument("force_tables", metavar="FORCES...", nargs=-1, required=True, type=EXISTING_FILE)
+@click.option(
+    "--fit",
+    "fit_names",
+    default="persistence,contour",
+    show_default=True,
+    help="Free parameters: persistence, contour, stretch_modulus, offset (comma-separated).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["bouchiat", "marko_siggia"]),
+    default="bouchiat",
+    show_default=True,
+)
+@click.option("--contour", type=LENGTH, default=None, help="Contour length (start or fixed).")
+@click.option("--persistence", type=LENGTH, default=None, help="Persistence length.")
+@click.option("--temperature", type=float, default=296.15, show_default=True, help="K.")
+@output_option("Fit per bead: .csv.")
+def wlc_command(force_tables, fit_names, model, contour, persistence, temperature, output) -> None:
+    """Fit a worm-like chain to the forces of `beads force` tables (one per magnet position)."""
+    import pandas as pd
+
+    from ..io import atomic_path
+    from .wlc import PARAMETERS, fit_wlc_table
+
+    check_suffix(output, (".csv",), "must end in .csv")
+    names = tuple(n.strip() for n in fit_names.split(",") if n.strip())
+    unknown = sorted(set(names) - set(PARAMETERS))
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown parameter(s) {unknown}; choose from {list(PARAMETERS)}", param_hint="--fit"
+        )
+    initial = {k: v for k, v in (("contour", contour), ("persistence", persistence)) if v}
+    table = pd.concat([pd.read_csv(p) for p in force_tables], ignore_index=True)
+    fits = fit_wlc_table(
+        table, fit=names, model=model, temperature_K=temperature, initial=initial or None
+    )
+    with atomic_path(output) as tmp:
+        fits.to_csv(tmp, index=False)
+    for row in fits.itertuples():
+        click.echo(
+            f"bead {row.bead}: P {row.persistence_nm:.1f} +- {row.persistence_se_nm:.1f} nm, "
+            f"L {row.contour_nm:.0f} +- {row.contour_se_nm:.0f} nm ({row.n_points} points)"
         )
     click.echo(f"-> {output}")
 
