@@ -72,8 +72,9 @@ import numpy as np
 from scipy import optimize
 
 from ..backend import to_numpy
-from ..errors import ShapeError, check_positive
-from .force import BOLTZMANN_PN_NM_PER_K
+from ..errors import ShapeError
+from .force import _kbt
+from .force import _positive_scalar as _scalar
 
 __all__ = [
     "BOUCHIAT_COEFFICIENTS",
@@ -107,19 +108,6 @@ _MAX_REWEIGHT = 20
 # --------------------------------------------------------------------------------------------
 # argument checks
 # --------------------------------------------------------------------------------------------
-
-
-def _scalar(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    check_positive(out, name, allow_zero=allow_zero)
-    return out
-
-
-def _kbt(temperature_K: Any) -> float:
-    return BOLTZMANN_PN_NM_PER_K * _scalar(temperature_K, "temperature_K")
 
 
 def _check_model(model: Any) -> str:
