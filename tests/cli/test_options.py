@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from stacklab.cli.options import (
     LengthType,
+    QuantityType,
     check_suffix,
     opened_stack,
     output_option,
@@ -110,3 +111,21 @@ def test_write_csv_round_trip(tmp_path):
     write_csv(table, path)
     pd.testing.assert_frame_equal(pd.read_csv(path), table)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]  # no temporary left
+
+
+def test_quantity_type_pairs_and_angles():
+    @click.command()
+    @click.option("--step", type=QuantityType("length", "m", "0.4A", bare="a", pair=True))
+    @click.option("--angle", type=QuantityType("angle", "rad", "25mrad", bare="mrad"))
+    def cmd(step, angle):
+        click.echo(f"{step[0]:.3e} {step[1]:.3e} {angle:.4f}")
+
+    runner = CliRunner()
+    out = runner.invoke(cmd, ["--step", "0.4,50pm", "--angle", "25"]).output.split()
+    assert [float(v) for v in out] == pytest.approx([0.4e-10, 0.5e-10, 0.025])
+    out = runner.invoke(cmd, ["--step", "2A", "--angle", "0.01rad"]).output.split()
+    assert [float(v) for v in out] == pytest.approx([2e-10, 2e-10, 0.01])
+    res = runner.invoke(cmd, ["--step", "1,2,3"])
+    assert res.exit_code == 2 and "give one value or 'y,x'" in res.output
+    with pytest.raises(ValueError, match="bare must be one of"):
+        QuantityType("angle", "rad", "1rad", bare="deg")

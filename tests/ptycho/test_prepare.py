@@ -509,19 +509,24 @@ def test_cli_reconstruct_4dstem(scene, tmp_path):
 
 
 def test_cli_units():
-    from stacklab.ptycho.cli import _METRES, _RADIANS, _parse_quantity
+    """The units the reconstruct-4dstem options accept (shared stacklab.cli.options parser)."""
+    from functools import partial
 
+    from stacklab.cli.options import parse_quantity
+
+    length = partial(parse_quantity, kind="length", unit="m", examples="0.4A")
+    angle = partial(parse_quantity, kind="angle", unit="rad", examples="25mrad")
     for text, metres in [("0.4", 0.4e-10), ("0.4A", 0.4e-10), ("0.4\u00c5", 0.4e-10)]:
-        assert _parse_quantity(text, _METRES, "a", "--scan-step") == pytest.approx(metres)
-    assert _parse_quantity("40pm", _METRES, "a", "x") == pytest.approx(0.4e-10)
-    assert _parse_quantity("20nm", _METRES, "a", "x") == pytest.approx(20e-9)
-    assert _parse_quantity("55\u00b5m", _METRES, "um", "x") == pytest.approx(55e-6)
-    assert _parse_quantity("25", _RADIANS, "mrad", "x") == pytest.approx(0.025)
-    assert _parse_quantity("0.025rad", _RADIANS, "mrad", "x") == pytest.approx(0.025)
+        assert length(text, "--scan-step", bare="a") == pytest.approx(metres)
+    assert length("40pm", "x", bare="a") == pytest.approx(0.4e-10)
+    assert length("20nm", "x", bare="a") == pytest.approx(20e-9)
+    assert length("55\u00b5m", "x", bare="um") == pytest.approx(55e-6)
+    assert angle("25", "x", bare="mrad") == pytest.approx(0.025)
+    assert angle("0.025rad", "x", bare="mrad") == pytest.approx(0.025)
     import click
 
     with pytest.raises(click.BadParameter, match="not a value with a unit"):
-        _parse_quantity("25deg", _RADIANS, "mrad", "--semiconv")
+        angle("25deg", "--semiconv", bare="mrad")
 
 
 @pytest.mark.slow

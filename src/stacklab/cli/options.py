@@ -1,7 +1,8 @@
 """Click pieces shared by the domain command groups (``stacklab beads``, ``smlm``, ...).
 
-* :class:`LengthType` / :func:`parse_length`: lengths with a unit (``100nm``, ``0.4mm``,
-  ``5um``/``5µm``, ``1e-7m``), returned in the unit a command works in;
+* :class:`QuantityType` / :func:`parse_quantity`: lengths and angles with a unit (``100nm``,
+  ``0.4mm``, ``5um``/``5µm``, ``0.4A``, ``25mrad``), returned in the unit a command works in, or
+  ``y,x`` pairs of them; :class:`LengthType` / :func:`parse_length` for lengths;
 * :func:`parse_shape`: ``ROWSxCOLS`` option values;
 * path types and option decorators used by several commands (:func:`output_option`,
   :func:`progress_option`, :func:`key_option`, :func:`chunk_option`, :func:`seed_option`,
@@ -36,6 +37,7 @@ __all__ = [
     "EXISTING_PATH",
     "NEW_FILE",
     "LengthType",
+    "QuantityType",
     "check_suffix",
     "chunk_option",
     "device_option",
@@ -44,6 +46,7 @@ __all__ = [
     "opened_stack",
     "output_option",
     "parse_length",
+    "parse_quantity",
     "parse_shape",
     "progress_option",
     "seed_option",
@@ -57,9 +60,78 @@ EXISTING_PATH = click.Path(exists=True, dir_okay=True, path_type=Path)
 #: A file to write (need not exist), as a :class:`pathlib.Path`.
 NEW_FILE = click.Path(dir_okay=False, path_type=Path)
 
-#: Nanometres per length unit (exact integers, so ratios are correctly rounded).
-_NM_PER_UNIT = {"nm": 1.0, "um": 1e3, "mm": 1e6, "m": 1e9}
-_LENGTH = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµμ]*)\s*$")
+#: Picometres per length unit and microradians per angle unit: exact integers, so the ratio of
+#: two units (e.g. mm to m) is correctly rounded. ``a`` is the angstrom.
+_UNITS = {
+    "length": {"pm": 1.0, "a": 100.0, "nm": 1e3, "um": 1e6, "mm": 1e9, "m": 1e12},
+    "angle": {"urad": 1.0, "mrad": 1e3, "rad": 1e6},
+}
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµμ\u00c5]*)\s*$")
+
+
+def _unit_table(kind: str, unit: str, name: str = "unit") -> dict[str, float]:
+    table = _UNITS.get(kind)
+    if table is None:
+        raise ValueError(f"kind must be one of {tuple(_UNITS)}, got {kind!r}")
+    if unit not in table:
+        raise ValueError(f"{name} must be one of {tuple(table)}, got {unit!r}")
+    return table
+
+
+def parse_quantity(
+    text: str | float,
+    name: str = "value",
+    *,
+    kind: str = "length",
+    unit: str,
+    bare: str | None = None,
+    examples: str,
+) -> float:
+    """Parse a value with an optional unit, such as ``"0.4mm"``, ``"40pm"`` or ``"25mrad"``.
+
+    Parameters
+    ----------
+    text : str or float
+        Number with an optional unit (any case; ``µm``/``μm`` for um, ``A``/``Å`` for the
+        angstrom). A float is already in ``unit``.
+    name : str
+        Option name for the error message.
+    kind : {"length", "angle"}
+        Lengths: pm, a, nm, um, mm, m. Angles: urad, mrad, rad.
+    unit : str
+        Unit of the result.
+    bare : str, optional
+        Unit of a number written without one (default ``unit``).
+    examples : str
+        Examples of valid values, shown in the error message.
+
+    Returns
+    -------
+    float
+        The value in ``unit``.
+
+    Raises
+    ------
+    click.BadParameter
+        For an unreadable value or an unknown unit.
+    """
+    table = _unit_table(kind, unit)
+    bare = unit if bare is None else bare
+    _unit_table(kind, bare, "bare")
+    if isinstance(text, int | float):
+        return float(text)
+    match = _QUANTITY.match(str(text))
+    given = None
+    if match is not None:
+        given = match.group(2).lower().replace("\u00e5", "a").replace("μ", "u").replace("µ", "u")
+        given = given or bare
+    if given not in table:
+        raise click.BadParameter(
+            f"{text!r} is not a {kind}: not a value with a unit ({', '.join(table)}); "
+            f"write e.g. {examples}",
+            param_hint=name,
+        )
+    return float(match.group(1)) * (table[given] / table[unit])
 
 
 def parse_length(
@@ -71,71 +143,63 @@ def parse_length(
 ) -> float:
     """Parse a length such as ``"100nm"``, ``"0.1um"`` or ``"1e-7 m"`` into ``unit``.
 
-    Parameters
-    ----------
-    text : str or float
-        Number with an optional unit (nm, um/µm, mm, m; any case); a bare number (or a float)
-        is already in ``unit``.
-    name : str
-        Option name for the error message.
-    unit : {"nm", "um", "mm", "m"}
-        Unit of the result.
-    examples : str
-        Examples of valid values, shown in the error message.
-
-    Returns
-    -------
-    float
-        The length in ``unit``.
-
-    Raises
-    ------
-    click.BadParameter
-        For an unreadable value or unknown unit.
+    :func:`parse_quantity` for lengths, bare numbers in ``unit``.
     """
-    if isinstance(text, int | float):
-        return float(text)
-    match = _LENGTH.match(str(text))
-    given = match.group(2).lower().replace("μ", "µ").replace("µ", "u") if match else None
-    if given == "":
-        given = unit
-    if match is None or given not in _NM_PER_UNIT:
-        raise click.BadParameter(
-            f"{text!r} is not a length; write e.g. {examples}", param_hint=name
-        )
-    return float(match.group(1)) * (_NM_PER_UNIT[given] / _NM_PER_UNIT[unit])
+    return parse_quantity(text, name, kind="length", unit=unit, examples=examples)
 
 
-class LengthType(click.ParamType):
-    """A click option type for lengths with units (see :func:`parse_length`).
+class QuantityType(click.ParamType):
+    """A click option type for values with units (see :func:`parse_quantity`).
 
     Parameters
     ----------
-    unit : {"nm", "um", "mm", "m"}
-        Unit the command receives (and of bare numbers).
+    kind : {"length", "angle"}
+        What the option holds.
+    unit : str
+        Unit the command receives.
     examples : str
         Examples of valid values, shown in the error message.
+    bare : str, optional
+        Unit of numbers written without one (default ``unit``).
+    pair : bool
+        Also accept ``"y,x"``: the value is then a ``(y, x)`` tuple (a single value is used for
+        both).
     """
 
-    name = "LENGTH"
+    def __init__(
+        self, kind: str, unit: str, examples: str, *, bare: str | None = None, pair: bool = False
+    ) -> None:
+        _unit_table(kind, unit)
+        if bare is not None:
+            _unit_table(kind, bare, "bare")
+        self.kind, self.unit, self.examples, self.bare, self.pair = kind, unit, examples, bare, pair
+        self.name = kind.upper()
 
-    def __init__(self, unit: str, examples: str) -> None:
-        if unit not in _NM_PER_UNIT:
-            raise ValueError(f"unit must be one of {tuple(_NM_PER_UNIT)}, got {unit!r}")
-        self.unit = unit
-        self.examples = examples
-
-    def parse(self, text: str | float, name: str = "length") -> float:
+    def parse(self, text: str | float, name: str = "value") -> float:
         """Parse ``text`` into this type's unit; raise :class:`click.BadParameter` if invalid."""
-        return parse_length(text, name, unit=self.unit, examples=self.examples)
+        return parse_quantity(
+            text, name, kind=self.kind, unit=self.unit, bare=self.bare, examples=self.examples
+        )
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, float):
+        if isinstance(value, float | tuple):
             return value
+        name = param.opts[0] if param else self.kind
+        parts = str(value).split(",") if self.pair else [str(value)]
+        if len(parts) > 2:
+            self.fail(f"{value!r}: give one value or 'y,x'", param, ctx)
         try:
-            return self.parse(value, param.opts[0] if param else "length")
+            values = [self.parse(part, name) for part in parts]
         except click.BadParameter as exc:
             self.fail(exc.message, param, ctx)
+        return (values[0], values[-1]) if self.pair else values[0]
+
+
+class LengthType(QuantityType):
+    """A click option type for lengths with units, in ``unit`` (see :func:`parse_length`)."""
+
+    def __init__(self, unit: str, examples: str) -> None:
+        super().__init__("length", unit, examples)
 
 
 def parse_shape(text: str, name: str = "--shape") -> tuple[int, int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import click
 from ..cli.options import (
     EXISTING_FILE,
     EXISTING_PATH,
+    QuantityType,
     chunk_option,
     device_option,
     key_option,
@@ -242,55 +242,6 @@ def reconstruct_cmd(
 # reconstruct-4dstem
 # ------------------------------------------------------------------------------------------------
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z\u00b5\u03bc\u00c5]*)\s*$")
-#: Metres per length unit (``A`` and ``Å`` are angstrom).
-_METRES = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "a": 1e-10, "pm": 1e-12}
-#: Radians per angle unit.
-_RADIANS = {"rad": 1.0, "mrad": 1e-3, "urad": 1e-6}
-
-
-def _parse_quantity(text: str, table: dict[str, float], default: str, name: str) -> float:
-    """``"0.4A"``/``"40pm"``/``"25"`` (in ``default``) -> SI value; click.BadParameter if bad."""
-    match = _QUANTITY.match(str(text))
-    unit = ""
-    if match is not None:
-        unit = match.group(2).replace("\u00c5", "a").replace("\u03bc", "u").replace("\u00b5", "u")
-    key = unit.lower() or default
-    if match is None or key not in table:
-        units = ", ".join("A" if u == "a" else u for u in table)
-        shown = "A" if default == "a" else default
-        raise click.BadParameter(
-            f"{text!r} is not a value with a unit ({units}; a bare number is in {shown})",
-            param_hint=name,
-        )
-    return float(match.group(1)) * table[key]
-
-
-class _Quantity(click.ParamType):
-    """A length or angle with an optional unit, or a ``y,x`` pair of them, converted to SI."""
-
-    def __init__(self, kind: str, default: str, pair: bool = False) -> None:
-        self.table = _METRES if kind == "length" else _RADIANS
-        self.default = default
-        self.pair = pair
-        self.name = kind.upper()
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, float | tuple):
-            return value
-        name = param.opts[0] if param else self.name.lower()
-        parts = str(value).split(",") if self.pair else [str(value)]
-        if len(parts) > 2:
-            self.fail(f"{value!r}: give one value or 'y,x'", param, ctx)
-        try:
-            vals = [_parse_quantity(p, self.table, self.default, name) for p in parts]
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-        if not self.pair:
-            return vals[0]
-        return (vals[0], vals[-1])
-
 
 @ptycho.command("reconstruct-4dstem")
 @click.argument("input_file", type=EXISTING_PATH)
@@ -302,31 +253,31 @@ class _Quantity(click.ParamType):
 @click.option("--kv", type=float, required=True, help="Acceleration voltage, kV.")
 @click.option(
     "--semiconv",
-    type=_Quantity("angle", "mrad"),
+    type=QuantityType("angle", "rad", "25mrad or 0.025rad", bare="mrad"),
     required=True,
     help="Semi-convergence angle (bare numbers in mrad; e.g. 25, 25mrad, 0.025rad).",
 )
 @click.option(
     "--scan-step",
-    type=_Quantity("length", "a", pair=True),
+    type=QuantityType("length", "m", "0.4A or 40pm", bare="a", pair=True),
     required=True,
     help="Scan step, or 'y,x' (bare numbers in angstrom; e.g. 0.4, 0.4A, 40pm).",
 )
 @click.option(
     "--detector-pixel",
-    type=_Quantity("angle", "mrad", pair=True),
+    type=QuantityType("angle", "rad", "0.5mrad", bare="mrad", pair=True),
     default=None,
     help="Angular size of a detector pixel, or 'y,x' (bare numbers in mrad).",
 )
 @click.option(
     "--camera-length",
-    type=_Quantity("length", "m"),
+    type=QuantityType("length", "m", "0.11m or 110mm"),
     default=None,
     help="Camera length (bare numbers in m), with --pixel-pitch instead of --detector-pixel.",
 )
 @click.option(
     "--pixel-pitch",
-    type=_Quantity("length", "um", pair=True),
+    type=QuantityType("length", "m", "55um", bare="um", pair=True),
     default=None,
     help="Physical detector pixel size (bare numbers in um), with --camera-length.",
 )
@@ -343,7 +294,7 @@ class _Quantity(click.ParamType):
 )
 @click.option(
     "--defocus",
-    type=_Quantity("length", "nm"),
+    type=QuantityType("length", "m", "20nm or -15nm", bare="nm"),
     default=0.0,
     show_default=True,
     help="Defocus of the probe guess (bare numbers in nm; e.g. 20nm, -15nm).",
@@ -356,7 +307,7 @@ class _Quantity(click.ParamType):
 )
 @click.option(
     "--pixel-size",
-    type=_Quantity("length", "pm", pair=True),
+    type=QuantityType("length", "m", "20pm", bare="pm", pair=True),
     default=None,
     help="Reconstruction pixel size (bare numbers in pm; default from the grid).",
 )

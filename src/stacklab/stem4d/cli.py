@@ -16,6 +16,8 @@ from typing import Any
 import click
 import numpy as np
 
+from ..cli.options import output_option
+
 __all__ = ["stem"]
 
 logger = logging.getLogger(__name__)
@@ -142,13 +144,7 @@ def info(
 
 @stem.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output HDF5 file with the event list (or the counted cube with --dense).",
-)
+@output_option("Output HDF5 file with the event list (or the counted cube with --dense).")
 @click.option("--dark", default=None, metavar="FILE[:KEY]", help="Dark reference (.npy/.h5/.tif).")
 @click.option("--n-sigma", type=float, default=5.0, show_default=True, help="Background threshold.")
 @click.option(
@@ -246,13 +242,7 @@ def _write_mapped(
 
 @stem.command(name="bin")
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output EMD file.",
-)
+@output_option("Output EMD file.")
 @click.option(
     "--factor",
     type=click.IntRange(min=1),
@@ -326,13 +316,7 @@ def bin_cmd(
 
 @stem.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output EMD file with the repaired cube.",
-)
+@output_option("Output EMD file with the repaired cube.")
 @click.option("--n-sigma", type=float, default=8.0, show_default=True)
 @click.option("--threshold", type=float, default=None, help="Absolute excess instead of n-sigma.")
 @click.option("--statistic", type=click.Choice(["mean", "max"]), default="mean", show_default=True)
@@ -403,13 +387,7 @@ def hotpix(
 
 @stem.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output HDF5 file: centred cube 'data', 'origins', 'fitted', 'coefficients'.",
-)
+@output_option("Output HDF5 file: centred cube 'data', 'origins', 'fitted', 'coefficients'.")
 @click.option(
     "--method",
     type=click.Choice(["com", "disk", "cross_correlation"]),
@@ -479,13 +457,7 @@ def origin(
 
 @stem.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output HDF5 file: 'com_row', 'com_col', 'phase' (rad).",
-)
+@output_option("Output HDF5 file: 'com_row', 'com_col', 'phase' (rad).")
 @click.option(
     "--pixel-scale",
     type=float,
