@@ -122,7 +122,7 @@ def _progress(total: int, progress: bool | None, desc: str):
 
 
 def _check_chunk(chunk: int) -> int:
-    if not isinstance(chunk, int | np.integer) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer number of frames, got {chunk!r}")
     return int(chunk)
 

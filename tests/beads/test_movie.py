@@ -468,3 +468,11 @@ def test_follow_600_frames_and_noise_at_the_static_level(lut_fast):
         f"17 px drift + follow xy RMS {b[0]:.4f} px, z RMS {b[1]:.1f} nm"
     )
     assert b[0] < 1.25 * a[0] and b[1] < 1.25 * a[1]
+
+
+@pytest.mark.parametrize("follow", [False, True])
+@pytest.mark.parametrize("chunk", [0, True, 2.5])
+def test_track_movie_bad_chunk(movie, follow, chunk):
+    frames, _ = movie
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        track_movie(frames[:4], chunk=chunk, follow=follow)

@@ -176,6 +176,8 @@ def test_inputs_not_modified(stack):
 def test_bad_arguments(stack):
     with pytest.raises(ValueError, match="chunk"):
         engine.map_frames(frame_stats, stack, chunk=0)
+    with pytest.raises(ValueError, match="chunk"):
+        engine.map_frames(frame_stats, stack, chunk=True)
     with pytest.raises(ShapeError, match="at least 3 dimensions"):
         engine.map_frames(frame_stats, stack[0])
     with pytest.raises(ShapeError, match="first axis must be the frame axis"):

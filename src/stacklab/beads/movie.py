@@ -43,12 +43,6 @@ logger = logging.getLogger(__name__)
 TABLE_COLUMNS: tuple[str, ...] = ("frame", "bead", "x", "y", "z", "quality")
 
 
-def _check_chunk(chunk: Any) -> int:
-    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer number of frames, got {chunk!r}")
-    return int(chunk)
-
-
 def _check_roi_size(roi_size: Any) -> int:
     if isinstance(roi_size, bool) or not isinstance(roi_size, int | np.integer) or roi_size < 8:
         raise ValueError(f"roi_size must be an integer >= 8 px, got {roi_size!r}")
@@ -524,7 +518,7 @@ def track_movie(
             kept,
             zluts,
             frame_shape,
-            _check_chunk(chunk),
+            chunk,
             progress,
             dict(track_options),
         )
@@ -532,7 +526,7 @@ def track_movie(
     table = engine.collect_frames(
         _movie_block,
         movie,
-        chunk=int(chunk),
+        chunk=chunk,
         progress=progress,
         boxes=boxes,
         beads=kept,
